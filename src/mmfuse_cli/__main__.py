@@ -1,0 +1,3 @@
+from mmfuse_cli.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""The ``mmfuse`` command line: a thin Typer layer over the library (one module per command in ``commands/``).
+
+Exit codes: 0 = every item succeeded, 1 = some items failed (the rest finished), 2 = usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mmfuse_cli import __version__
+from mmfuse_cli.commands import degrade as degrade_cmd
+from mmfuse_cli.commands import info as info_cmd
+
+app = typer.Typer(
+    name="mmfuse",
+    help="Restore and fuse degraded multi-modal image pairs (IR+visible, MRI+CT/PET/SPECT) in batch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mmfuse {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Restore and fuse degraded multi-modal image pairs in batch."""
+
+
+app.command("info", help="Versions, compute device and threads.")(info_cmd.info)
+app.command("degrade", help="Synthesize degraded copies of clean images (+ degradation.json sidecar).")(degrade_cmd.degrade)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

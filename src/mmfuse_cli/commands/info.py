@@ -1,0 +1,32 @@
+"""``mmfuse info``: versions, the auto-detected device and the thread count."""
+
+from __future__ import annotations
+
+import platform
+
+from mmfuse_cli.device import describe_device, resolve_device
+
+
+def info() -> None:
+    """Print versions, the auto-detected device (cuda if available, else cpu) and the CPU threads used."""
+    import imageio
+    import numpy
+    import safetensors
+    import torch
+
+    from mmfuse_cli import __version__
+
+    device = resolve_device("auto")
+    lines = [
+        ("mmfuse", __version__),
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("numpy", numpy.__version__),
+        ("imageio", imageio.__version__),
+        ("safetensors", getattr(safetensors, "__version__", "?")),
+        ("device", describe_device(device)),
+        ("threads", str(torch.get_num_threads())),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key:<{width}}  {value}")

@@ -1,0 +1,123 @@
+"""How pairs are matched: two folders joined by file stem (extensions may differ).
+
+A pair key is the path relative to its folder without the extension, e.g. ``scene/0001`` when recursive.
+Everything that does not pair cleanly is reported, never silently dropped: files present on one side only,
+and keys that are ambiguous because two files share a stem (``0001.png`` and ``0001.jpg``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmfuse_cli.io import is_image_file
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two files that belong together. ``key`` is the relative path without extension (``/`` separated)."""
+
+    key: str
+    a: Path
+    b: Path
+
+
+@dataclass
+class Pairing:
+    """Result of matching two folders."""
+
+    pairs: list[Pair] = field(default_factory=list)
+    only_in_a: list[Path] = field(default_factory=list)
+    only_in_b: list[Path] = field(default_factory=list)
+    ambiguous: dict[str, list[Path]] = field(default_factory=dict)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """``(key_or_path, reason)`` for every file that did not pair, in a stable order."""
+        out: list[tuple[str, str]] = []
+        for p in self.only_in_a:
+            out.append((str(p), "no partner in the second folder"))
+        for p in self.only_in_b:
+            out.append((str(p), "no partner in the first folder"))
+        for key, paths in sorted(self.ambiguous.items()):
+            names = ", ".join(str(p) for p in paths)
+            out.append((key, f"duplicate stem: {names}"))
+        return out
+
+
+def list_images(folder: Path, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` (sorted). Hidden files and mmfuse's own temporary files are skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: not a directory")
+    pattern = "**/*" if recursive else "*"
+    found = [
+        p
+        for p in folder.glob(pattern)
+        if p.is_file() and is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    return sorted(found)
+
+
+def index_by_key(folder: Path, recursive: bool = False) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+    """Map pair key -> file, plus the keys that more than one file claims."""
+    seen: dict[str, list[Path]] = {}
+    for path in list_images(folder, recursive):
+        key = path.relative_to(folder).with_suffix("").as_posix()
+        seen.setdefault(key, []).append(path)
+    unique = {k: v[0] for k, v in seen.items() if len(v) == 1}
+    dupes = {k: v for k, v in seen.items() if len(v) > 1}
+    return unique, dupes
+
+
+def pair_folders(a_dir: Path, b_dir: Path, recursive: bool = False) -> Pairing:
+    """Match the images of two folders by key (relative path without extension).
+
+    Raises:
+        NotADirectoryError: either folder is missing.
+    """
+    a_index, a_dupes = index_by_key(Path(a_dir), recursive)
+    b_index, b_dupes = index_by_key(Path(b_dir), recursive)
+    result = Pairing()
+    for key, paths in {**a_dupes, **b_dupes}.items():
+        result.ambiguous[key] = sorted(set(paths + a_dupes.get(key, []) + b_dupes.get(key, [])))
+    for key in sorted(a_index):
+        if key in result.ambiguous:
+            continue
+        if key in b_index:
+            result.pairs.append(Pair(key, a_index[key], b_index[key]))
+        else:
+            result.only_in_a.append(a_index[key])
+    for key in sorted(b_index):
+        if key not in a_index and key not in result.ambiguous:
+            result.only_in_b.append(b_index[key])
+    return result
+
+
+def parse_pair_lines(lines, base: Path | None = None) -> list[Pair]:
+    """Pairs from ``a_path<TAB>b_path`` lines (e.g. stdin). Blank lines and ``#`` comments are skipped.
+
+    The key is the stem of the first path (made unique with a numeric suffix if repeated).
+
+    Raises:
+        ValueError: a line without exactly two tab-separated fields (message gives the line number).
+    """
+    pairs: list[Pair] = []
+    used: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        line = line.rstrip("\n").rstrip("\r")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise ValueError(f"pair list line {number}: expected 'a_path<TAB>b_path', got {line!r}")
+        a, b = (Path(f.strip()) for f in fields)
+        if base is not None:
+            a, b = base / a, base / b
+        key = a.stem
+        if key in used:
+            used[key] += 1
+            key = f"{key}_{used[key]}"
+        else:
+            used[key] = 0
+        pairs.append(Pair(key, a, b))
+    return pairs

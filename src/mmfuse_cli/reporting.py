@@ -1,0 +1,158 @@
+"""Per-item results, the CSV / JSON Lines writers, and progress + error lines on stderr.
+
+Shared by every batch command so that ``degrade``, ``run`` and ``evaluate`` report the same way: data on
+stdout (or a file), progress and human messages on stderr, one line per failure naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from mmfuse_cli.files import atomic_write_text
+
+EXIT_OK = 0
+EXIT_ITEMS_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass
+class ItemResult:
+    """Outcome of one item (a file or a pair). ``status`` is ``ok``, ``failed`` or ``skipped``."""
+
+    key: str
+    status: str
+    reason: str = ""
+    seconds: float = 0.0
+    output: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def as_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "item": self.key,
+            "status": self.status,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 4),
+            "output": self.output,
+        }
+        row.update(self.extra)
+        return row
+
+
+def exit_code(results: Iterable[ItemResult]) -> int:
+    """0 when every item succeeded or was skipped, 1 when any failed."""
+    return EXIT_ITEMS_FAILED if any(r.failed for r in results) else EXIT_OK
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return None
+        return round(value, 6)
+    return value
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """CSV text with the union of the rows' keys as header (first-seen order)."""
+    header: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in header:
+                header.append(key)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _clean(v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def json_line(row: dict[str, Any]) -> str:
+    """One JSON object on one line (NaN/inf become null)."""
+    return json.dumps({k: _clean(v) for k, v in row.items()}, ensure_ascii=False)
+
+
+def stderr_console(quiet: bool = False) -> Console:
+    """Console on stderr; colours and live progress only when stderr is a terminal."""
+    return Console(stderr=True, quiet=quiet, highlight=False)
+
+
+def report_error(console: Console, message: str) -> None:
+    """One line on stderr, prefixed ``error:``. Printed even when quiet (errors are never silenced)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def report_warning(console: Console, message: str) -> None:
+    if not console.quiet:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def progress_bar(console: Console, total: int, description: str) -> Iterator[Any]:
+    """A rich progress bar on stderr; a no-op advance() when quiet or not a terminal."""
+    if console.quiet or not console.is_terminal:
+        class _Null:
+            def advance(self, n: int = 1) -> None:
+                pass
+
+        yield _Null()
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task(description, total=total)
+
+        class _Bar:
+            def advance(self, n: int = 1) -> None:
+                progress.advance(task, n)
+
+        yield _Bar()
+
+
+class RowSink:
+    """Where per-item rows go: JSON Lines on stdout (``--json``) and/or a CSV file written atomically at the end."""
+
+    def __init__(self, json_stdout: bool = False, csv_path: Path | None = None, stream: TextIO | None = None):
+        self.json_stdout = json_stdout
+        self.csv_path = csv_path
+        self.stream = stream or sys.stdout
+        self.rows: list[dict[str, Any]] = []
+
+    def emit(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self.json_stdout:
+            self.stream.write(json_line(row) + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.csv_path is not None:
+            atomic_write_text(self.csv_path, rows_to_csv(self.rows))
