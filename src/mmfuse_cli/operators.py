@@ -8,7 +8,8 @@ operator            ``apply`` (A)                            ``pinv`` (A+)
 ==================  =======================================  =================================================
 Identity            x                                        y
 GaussianBlur(s)     depthwise Gaussian convolution,          Wiener filter conj(K) / (abs(K)^2 + eps) in the
-                    reflect-padded borders                   Fourier domain, on a reflect-padded copy
+                    reflect-padded borders                   Fourier domain, on a reflect-padded copy, scaled
+                                                             by (1 + eps) so that the DC gain is exactly 1
 Downsample(r)       r x r average pooling                    replicate each pixel r x r (A A+ = I exactly)
 Composite           D(B(x)) (blur, then downsample)          B+(D+(y))
 ==================  =======================================  =================================================
@@ -137,7 +138,7 @@ class GaussianBlur:
         yp = F.pad(y, (p, p, p, p), mode=mode)
         hp, wp = yp.shape[-2:]
         kf = self.transfer_function(hp, wp, device=y.device)
-        gain = (kf / (kf * kf + self.eps)).to(torch.float32 if y.dtype != torch.float64 else torch.float64)
+        gain = (kf * (1.0 + self.eps) / (kf * kf + self.eps)).to(torch.float32 if y.dtype != torch.float64 else torch.float64)
         spec = torch.fft.rfft2(yp.to(gain.dtype))
         out = torch.fft.irfft2(spec * gain[:, : wp // 2 + 1], s=(hp, wp))
         return out[..., p : p + h, p : p + w].to(y.dtype)

@@ -1,0 +1,151 @@
+"""``mmfuse run A_DIR B_DIR -o OUT``: restore and fuse every pair; write fused images and run.csv."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mmfuse_cli.device import resolve_device
+from mmfuse_cli.fuse import Fuser
+from mmfuse_cli.model import CheckpointError, load_checkpoint
+from mmfuse_cli.operators import Degradation
+from mmfuse_cli.pairing import Pair, pair_folders, parse_pair_lines
+from mmfuse_cli.reporting import (
+    EXIT_ITEMS_FAILED,
+    EXIT_USAGE,
+    ItemResult,
+    RowSink,
+    exit_code,
+    progress_bar,
+    report_error,
+    report_warning,
+    stderr_console,
+)
+from mmfuse_cli.run import OUTPUT_FORMATS, RunOptions, run_pairs
+from mmfuse_cli.sidecar import SidecarError, find_sidecar
+from mmfuse_cli.weights import WeightsError, resolve_checkpoint
+
+TASKS = ("ivif", "mif")
+
+
+def _degradation(prefix: str, blur, noise, scale) -> Degradation | None:
+    if blur is None and noise is None and scale is None:
+        return None
+    try:
+        return Degradation(blur=blur or 0.0, scale=scale or 1, noise=noise or 0.0)
+    except ValueError as exc:
+        raise ValueError(f"--{prefix}-*: {exc}") from None
+
+
+def run(
+    a_dir: Optional[Path] = typer.Argument(None, help="Folder of IR / functional (CT, PET, SPECT) images."),
+    b_dir: Optional[Path] = typer.Argument(None, help="Folder of visible / MRI images (paired by file stem)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder for fused images and run.csv."),
+    pairs_file: Optional[str] = typer.Option(None, "--pairs", help="Read 'a_path<TAB>b_path' lines from FILE or - (stdin)."),
+    task: Optional[str] = typer.Option(None, "--task", help="ivif or mif (default: the checkpoint's task)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint NAME (see mmfuse weights list) or PATH."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps T (default: as trained, 3)."),
+    a_blur: Optional[float] = typer.Option(None, "--a-blur", help="Blur std (pixels) of source a."),
+    a_noise: Optional[float] = typer.Option(None, "--a-noise", help="Noise std ([0, 1] units) of source a."),
+    a_scale: Optional[int] = typer.Option(None, "--a-scale", help="Downsampling factor of source a."),
+    b_blur: Optional[float] = typer.Option(None, "--b-blur", help="Blur std (pixels) of source b."),
+    b_noise: Optional[float] = typer.Option(None, "--b-noise", help="Noise std ([0, 1] units) of source b."),
+    b_scale: Optional[int] = typer.Option(None, "--b-scale", help="Downsampling factor of source b."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
+    batch: int = typer.Option(1, "--batch", help="Pairs per network call (same-size pairs are grouped)."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Process in overlapping tiles of SIZE output pixels."),
+    out_format: str = typer.Option("png", "--format", help="Output format: png, tif, jpg or bmp."),
+    bit_depth: Optional[int] = typer.Option(None, "--bit-depth", help="8 or 16 (default: the inputs' depth)."),
+    save_sources: bool = typer.Option(False, "--save-sources", help="Also write restored sources to OUT/sources/{a,b}."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip pairs whose output exists (resume)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Pair sub-folders too, keeping the tree."),
+    report: Optional[Path] = typer.Option(None, "--report", help="CSV report path (default OUT/run.csv)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per pair on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Restore and fuse every pair of A_DIR and B_DIR (or --pairs), writing OUT/<stem>.<format> and run.csv."""
+    console = stderr_console(quiet)
+    try:
+        if task is not None and task not in TASKS:
+            raise ValueError(f"--task must be ivif or mif, got {task!r}")
+        if out_format.lower().lstrip(".") not in OUTPUT_FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {out_format!r}")
+        out_format = out_format.lower().lstrip(".")
+        if bit_depth not in (None, 8, 16):
+            raise ValueError(f"--bit-depth must be 8 or 16, got {bit_depth}")
+        if bit_depth == 16 and out_format in ("jpg", "bmp"):
+            raise ValueError(f"--format {out_format} cannot store 16-bit samples")
+        if batch < 1:
+            raise ValueError(f"--batch must be >= 1, got {batch}")
+        if steps is not None and not (1 <= steps <= 50):
+            raise ValueError(f"--steps must be in [1, 50], got {steps}")
+        deg_a = _degradation("a", a_blur, a_noise, a_scale)
+        deg_b = _degradation("b", b_blur, b_noise, b_scale)
+        pairs, problems = _collect_pairs(a_dir, b_dir, pairs_file, recursive)
+        for folder, deg, side in ((a_dir, deg_a, "a"), (b_dir, deg_b, "b")):
+            if folder is not None and deg is None and find_sidecar(folder) is None:
+                report_warning(console, f"no degradation given for source {side} and no {folder}/degradation.json: assuming clean")
+        torch_device = resolve_device(device)
+        checkpoint = resolve_checkpoint(model, task=task or ("ivif" if model is None else None), progress=not quiet)
+        fusion_model = load_checkpoint(checkpoint, device=torch_device)
+        if task is not None and fusion_model.config.task != task:
+            raise ValueError(f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}")
+        fuser = Fuser(fusion_model, torch_device, steps=steps, precision=precision, tile=tile)  # type: ignore[arg-type]
+        output.mkdir(parents=True, exist_ok=True)
+    except (ValueError, SidecarError, WeightsError, CheckpointError, NotADirectoryError) as exc:
+        report_error(console, str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    except OSError as exc:
+        report_error(console, f"{exc.filename or output}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+    options = RunOptions(
+        output_dir=output,
+        deg_a=deg_a,
+        deg_b=deg_b,
+        out_format=out_format,
+        bit_depth=bit_depth,
+        batch=batch,
+        save_sources=save_sources,
+        skip_existing=skip_existing,
+    )
+    sink = RowSink(json_stdout=json_out, csv_path=report or output / "run.csv")
+    for key, reason in problems:
+        report_error(console, f"{key}: {reason}")
+        sink.emit(ItemResult(key, "failed", reason).as_row())
+    with progress_bar(console, len(pairs), f"fuse ({fusion_model.config.task})") as bar:
+
+        def on_result(result: ItemResult) -> None:
+            if result.failed:
+                report_error(console, f"{result.key}: {result.reason}")
+            sink.emit(result.as_row())
+            bar.advance()
+
+        results = run_pairs(pairs, fuser, options, on_result)
+    sink.close()
+    done = sum(r.status == "ok" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    failed = len(results) - done - skipped + len(problems)
+    if not quiet:
+        console.print(f"fused {done} pair(s), skipped {skipped}, failed {failed} -> {output}")
+    raise typer.Exit(EXIT_ITEMS_FAILED if problems else exit_code(results))
+
+
+def _collect_pairs(a_dir, b_dir, pairs_file, recursive) -> tuple[list[Pair], list[tuple[str, str]]]:
+    if pairs_file is not None:
+        if a_dir is not None or b_dir is not None:
+            raise ValueError("give either A_DIR B_DIR or --pairs, not both")
+        if pairs_file == "-":
+            return parse_pair_lines(sys.stdin), []
+        with open(pairs_file, encoding="utf-8") as handle:
+            return parse_pair_lines(handle), []
+    if a_dir is None or b_dir is None:
+        raise ValueError("need two folders (A_DIR B_DIR) or --pairs FILE|-")
+    pairing = pair_folders(a_dir, b_dir, recursive)
+    if not pairing.pairs and not pairing.problems():
+        raise ValueError(f"no images found in {a_dir} and {b_dir}")
+    return pairing.pairs, pairing.problems()

@@ -1,0 +1,62 @@
+"""``mmfuse train``: reproduce a checkpoint (resumable; see docs/TRAINING.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mmfuse_cli.reporting import EXIT_USAGE, report_error, stderr_console
+from mmfuse_cli.train import TASK_SPLITS, TrainConfig
+from mmfuse_cli.train import train as run_training
+
+
+def train(
+    task: str = typer.Option(..., "--task", help="ivif (IR + visible) or mif (functional/CT + MRI)."),
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Data root laid out like shared/data."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder (state, log, model). Default runs/TASK."),
+    steps: int = typer.Option(4000, "--steps", help="Optimizer steps."),
+    batch: int = typer.Option(8, "--batch", help="Crops per step."),
+    crop: int = typer.Option(96, "--crop", help="Crop size in pixels (multiple of 8)."),
+    lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed of all randomness (deterministic on CPU)."),
+    sampler_steps: int = typer.Option(3, "--sampler-steps", help="Sampler steps T unrolled in training."),
+    base_channels: int = typer.Option(16, "--base-channels", help="U-Net width at full resolution."),
+    levels: int = typer.Option(4, "--levels", help="U-Net resolution levels."),
+    val_every: int = typer.Option(200, "--val-every", help="Validate every N steps."),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Save resumable state every N steps."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and export) after this long."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+) -> None:
+    """Train the fusion model end to end on clean pairs degraded on the fly; resumes from OUT/state.safetensors."""
+    console = stderr_console()
+    if task not in TASK_SPLITS:
+        report_error(console, f"--task must be one of {', '.join(TASK_SPLITS)}, got {task!r}")
+        raise typer.Exit(EXIT_USAGE)
+    if crop % 8 or crop < 32:
+        report_error(console, f"--crop must be a multiple of 8 and >= 32, got {crop}")
+        raise typer.Exit(EXIT_USAGE)
+    cfg = TrainConfig(
+        task=task,
+        data=str(data),
+        out_dir=str(out or Path("runs") / task),
+        steps=steps,
+        batch=batch,
+        crop=crop,
+        lr=lr,
+        seed=seed,
+        sampler_steps=sampler_steps,
+        base_channels=base_channels,
+        levels=levels,
+        val_every=val_every,
+        checkpoint_every=checkpoint_every,
+        max_minutes=max_minutes,
+        threads=threads,
+    )
+    try:
+        run_training(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except ValueError as exc:
+        report_error(console, str(exc))
+        raise typer.Exit(EXIT_USAGE) from None

@@ -1,0 +1,214 @@
+"""The network that drives the sampler: a small FiLM-conditioned U-Net predicting ``(e, m)``.
+
+Inputs per step: the state ``z = [x1, x2, f]`` and the pseudo-inverses ``A1+ y1``, ``A2+ y2`` as image
+channels (5 channels), plus a conditioning vector (both sources' degradation descriptors, the step's noise
+level ``sqrt(1 - abar_k)`` and ``k / T``) that modulates every block (FiLM: per-channel scale and shift). One
+model therefore serves every degradation setting. Outputs: ``e`` (3 channels, the noise estimate; its last
+layer starts at zero so an untrained model returns the corrected pseudo-inverse start) and the fusion weight
+map ``m = sigmoid(.)`` (1 channel, in [0, 1]).
+
+A checkpoint is a safetensors file: network tensors under ``net.*``, sampler parameters under ``sampler.*``,
+and string metadata with ``format = "mmfuse.checkpoint"``, ``task``, ``config`` (JSON of
+:class:`ModelConfig`) and provenance fields. :func:`load_checkpoint` builds the right network from the file
+alone; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from mmfuse_cli.sampler import DenoiserInputs, SamplerParameters
+
+CHECKPOINT_FORMAT = "mmfuse.checkpoint"
+COND_DIM = 8  # 6 degradation descriptors + noise level + k/T
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable or not an mmfuse checkpoint; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of :class:`FusionUNet` and the sampler (stored in checkpoint metadata).
+
+    Attributes:
+        base_channels: channels at full resolution (doubles per level).
+        levels: resolution levels (input size must be a multiple of ``2 ** (levels - 1)``).
+        blocks_per_level: residual blocks per level on the way down and up.
+        steps: sampler steps T the model was trained with.
+        task: ``ivif`` or ``mif``.
+    """
+
+    base_channels: int = 16
+    levels: int = 3
+    blocks_per_level: int = 1
+    steps: int = 3
+    task: str = "ivif"
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class FiLMResBlock(nn.Module):
+    """conv3x3 -> FiLM(cond) -> SiLU -> conv3x3, plus the input (residual)."""
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film = nn.Linear(cond_dim, 2 * channels)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        h = self.conv1(x)
+        h = F.silu(h * (1 + scale) + shift)
+        return x + self.conv2(h)
+
+
+class FusionUNet(nn.Module):
+    """U-Net predicting the noise estimate ``e`` and fusion weights ``m`` for :func:`mmfuse_cli.sampler.sample`.
+
+    Call: ``e, m = net(z, inputs)`` with ``z`` ``(N, 3, H, W)``; returns ``e`` ``(N, 3, H, W)`` and ``m``
+    ``(N, 1, H, W)`` in [0, 1]. H and W must be multiples of :attr:`size_multiple` (the sampler pads).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c, levels = config.base_channels, config.levels
+        chans = [c * 2**i for i in range(levels)]
+        self.size_multiple = 2 ** (levels - 1)
+        self.cond_mlp = nn.Sequential(nn.Linear(COND_DIM, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU())
+        self.stem = nn.Conv2d(5, chans[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList()
+        self.downsamplers = nn.ModuleList()
+        for i, ch in enumerate(chans):
+            self.down_blocks.append(nn.ModuleList(FiLMResBlock(ch, 32) for _ in range(config.blocks_per_level)))
+            if i < levels - 1:
+                self.downsamplers.append(nn.Conv2d(ch, chans[i + 1], 3, stride=2, padding=1))
+        self.upsamplers = nn.ModuleList()
+        self.merges = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for i in range(levels - 2, -1, -1):
+            self.upsamplers.append(nn.Conv2d(chans[i + 1], chans[i], 3, padding=1))
+            self.merges.append(nn.Conv2d(2 * chans[i], chans[i], 1))
+            self.up_blocks.append(nn.ModuleList(FiLMResBlock(chans[i], 32) for _ in range(config.blocks_per_level)))
+        self.head = nn.Conv2d(chans[0], 4, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, z: torch.Tensor, inputs: DenoiserInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        n = z.shape[0]
+        step_feats = torch.stack(
+            [inputs.noise_level.expand(n).to(z.dtype), torch.full((n,), inputs.step / inputs.steps, device=z.device)],
+            dim=1,
+        )
+        cond = self.cond_mlp(torch.cat([inputs.degradation.to(z.dtype), step_feats.to(z.dtype)], dim=1))
+        h = self.stem(torch.cat([z, inputs.pinv1.to(z.dtype), inputs.pinv2.to(z.dtype)], dim=1))
+        skips = []
+        for i, blocks in enumerate(self.down_blocks):
+            for block in blocks:
+                h = block(h, cond)
+            if i < len(self.downsamplers):
+                skips.append(h)
+                h = F.silu(self.downsamplers[i](h))
+        for up, merge, blocks in zip(self.upsamplers, self.merges, self.up_blocks):
+            h = F.silu(up(F.interpolate(h, scale_factor=2.0, mode="nearest")))
+            h = merge(torch.cat([h, skips.pop()], dim=1))
+            for block in blocks:
+                h = block(h, cond)
+        out = self.head(F.silu(h))
+        return out[:, :3], torch.sigmoid(out[:, 3:4])
+
+
+class FusionModel(nn.Module):
+    """The trainable whole: network + learned sampler parameters, with its config."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.net = FusionUNet(config)
+        self.sampler = SamplerParameters(config.steps)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def save_checkpoint(model: FusionModel, path: Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` as a safetensors checkpoint (atomic); ``metadata`` values are stored as strings/JSON."""
+    from safetensors.torch import save as save_bytes
+
+    from mmfuse_cli import __version__
+    from mmfuse_cli.files import atomic_write_bytes
+
+    meta = {"format": CHECKPOINT_FORMAT, "task": model.config.task, "config": json.dumps(asdict(model.config))}
+    meta["mmfuse_version"] = __version__
+    for key, value in (metadata or {}).items():
+        meta[key] = value if isinstance(value, str) else json.dumps(value)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(Path(path), save_bytes(tensors, metadata=meta))
+    return Path(path)
+
+
+def read_checkpoint_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors checkpoint (header only; tensors are not loaded)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except Exception as exc:  # safetensors raises SafetensorError and others on bad headers
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> FusionModel:
+    """Build the network described in a checkpoint's metadata and load its tensors (no pickle).
+
+    Raises:
+        CheckpointError: unreadable file, not an mmfuse checkpoint, or tensors that do not fit the config.
+    """
+    meta = read_checkpoint_metadata(path)
+    if meta.get("format") != CHECKPOINT_FORMAT or "config" not in meta:
+        raise CheckpointError(f"{path}: not an mmfuse checkpoint (metadata format={meta.get('format')!r})")
+    try:
+        config = ModelConfig.from_json(meta["config"])
+        model = FusionModel(config)
+        state = {}
+        with safe_open(str(path), framework="pt") as handle:
+            for key in handle.keys():
+                state[key] = handle.get_tensor(key)
+        model.load_state_dict(state, strict=True)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint does not match its config ({str(exc).splitlines()[0]})") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: tensor {name} contains NaN or inf")
+    model.metadata = meta  # type: ignore[attr-defined]
+    return model.to(device).eval()
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "FusionModel",
+    "FusionUNet",
+    "ModelConfig",
+    "load_checkpoint",
+    "read_checkpoint_metadata",
+    "save_checkpoint",
+    "save_file",
+]

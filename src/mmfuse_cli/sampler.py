@@ -1,0 +1,298 @@
+"""The few-step joint-observation-correction DDIM sampler of DRFusion (see DESIGN.md), independent of any network.
+
+State ``z = [x1, x2, f]`` (3 channels on the H x W output grid): the two restored sources and the fused image.
+The sampler only needs a *denoiser*: any callable ``denoiser(z, inputs) -> (e, m)`` that returns the noise
+estimate ``e`` ``(N, 3, H, W)`` and the fusion weight map ``m`` ``(N, 1, H, W)`` in [0, 1] (see
+:class:`Denoiser`). One step ``k = T .. 1``::
+
+    e, m  = denoiser(z_k, k)
+    z0    = (z_k - sqrt(1 - abar_k) e) / sqrt(abar_k)             # implicit denoising
+    z0'   = joint observation correction of z0                     # A1 x1 = y1, A2 x2 = y2, m x1 + (1-m) x2 = f
+    z_k-1 = sqrt(abar_{k-1}) z0' + sqrt(1 - abar_{k-1}) e          # DDIM step (abar_0 = 1)
+
+Images are float32 in [0, 1]; noise levels ``sigma`` are in the same units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmfuse_cli.operators import Degradation
+
+DampingMode = Literal["learned", "ddnm", "none"]
+
+
+@dataclass
+class Observation:
+    """One degraded source of a batch.
+
+    Attributes:
+        y: observation ``(N, 1, h, w)`` in [0, 1] on the sensor grid (``h = H / scale``), or ``(1, 1, h, w)``
+            when it belongs to a single sample of a :class:`ObservationBatch` with mixed operators.
+        degradation: the known degradation (blur, scale, noise sigma) that produced ``y``.
+    """
+
+    y: torch.Tensor
+    degradation: Degradation
+
+    def __post_init__(self) -> None:
+        self.op = self.degradation.operator()
+
+
+class ObservationBatch:
+    """The observations of one source for a batch: one shared degradation, or one per sample.
+
+    Per-sample degradations may have different scales, so their ``y`` are kept as a list and the operators
+    are applied sample by sample (cheap next to the network).
+    """
+
+    def __init__(self, observations: Observation | Sequence[Observation]):
+        self.items: list[Observation] = [observations] if isinstance(observations, Observation) else list(observations)
+        if not self.items:
+            raise ValueError("an observation batch needs at least one observation")
+        self.shared = isinstance(observations, Observation)
+
+    def _map(self, fn, x: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            return fn(self.items[0], x)
+        if len(self.items) != x.shape[0]:
+            raise ValueError(f"{len(self.items)} observations for a batch of {x.shape[0]}")
+        return torch.cat([fn(obs, x[i : i + 1]) for i, obs in enumerate(self.items)], dim=0)
+
+    def pinv_y(self) -> torch.Tensor:
+        """``A+ y`` on the output grid, ``(N, 1, H, W)``."""
+        if self.shared:
+            return self.items[0].op.pinv(self.items[0].y)
+        return torch.cat([obs.op.pinv(obs.y) for obs in self.items], dim=0)
+
+    def pinv_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """``A+ (A x - y)`` for the estimate ``x`` ``(N, 1, H, W)``."""
+        return self._map(lambda obs, xi: obs.op.pinv(obs.op.apply(xi) - obs.y), x)
+
+    def sigmas(self, n: int, device) -> torch.Tensor:
+        """Noise std per sample, ``(N,)``."""
+        values = [self.items[0].degradation.noise] * n if self.shared else [o.degradation.noise for o in self.items]
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
+    def conditioning(self, n: int, device) -> torch.Tensor:
+        """Degradation descriptors per sample, ``(N, 3)`` (see :meth:`Degradation.conditioning`)."""
+        rows = [self.items[0].degradation.conditioning()] * n if self.shared else [
+            o.degradation.conditioning() for o in self.items
+        ]
+        return torch.tensor(rows, dtype=torch.float32, device=device)
+
+
+@dataclass
+class DenoiserInputs:
+    """What the denoiser may look at besides ``z``.
+
+    Attributes:
+        step: current step k (1-based, counts down from ``steps``).
+        steps: total number of steps T.
+        noise_level: ``sqrt(1 - abar_k)``, a scalar tensor.
+        pinv1, pinv2: ``A1+ y1``, ``A2+ y2`` ``(N, 1, H, W)``.
+        degradation: per-sample descriptors of both sources ``(N, 6)``.
+    """
+
+    step: int
+    steps: int
+    noise_level: torch.Tensor
+    pinv1: torch.Tensor
+    pinv2: torch.Tensor
+    degradation: torch.Tensor
+
+
+class Denoiser(Protocol):
+    """What the sampler drives. ``size_multiple``: H and W must be multiples of it (the sampler pads)."""
+
+    size_multiple: int
+
+    def __call__(self, z: torch.Tensor, inputs: DenoiserInputs) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class SamplerParameters(nn.Module):
+    """The learned parts of the sampler: per-step schedule and noise-aware damping.
+
+    * schedule: ``alpha_k = sigmoid(alpha_logit_k)`` in (0, 1), ``abar_k = prod_{j<=k} alpha_j``, ``abar_0 = 1``;
+    * damping: ``lam_k,i = sigmoid(u_k,i - v_k,i * sigma_i / 0.05)`` per step k and source i (DESIGN.md run B).
+
+    For a step count other than the trained one, the schedule (log abar) and damping are interpolated over
+    normalised time, so ``--steps`` can trade speed for quality without retraining.
+    """
+
+    def __init__(self, steps: int = 3):
+        super().__init__()
+        if steps < 1:
+            raise ValueError("steps must be >= 1")
+        self.steps = steps
+        target = torch.linspace(0.9, 0.5, steps) if steps > 1 else torch.tensor([0.7])
+        alphas = torch.cat([target[:1], target[1:] / target[:-1]])
+        self.alpha_logit = nn.Parameter(torch.logit(alphas.clamp(1e-4, 1 - 1e-4)))
+        self.damp_u = nn.Parameter(torch.full((steps, 2), 3.0))
+        self.damp_v = nn.Parameter(torch.full((steps, 2), 3.0))
+
+    def abar(self, steps: int | None = None) -> torch.Tensor:
+        """Cumulative schedule ``[abar_0 = 1, abar_1, .., abar_T]``, shape ``(T + 1,)``."""
+        log_abar = torch.cumsum(F.logsigmoid(self.alpha_logit), 0)
+        log_abar = torch.cat([log_abar.new_zeros(1), log_abar])
+        if steps is None or steps == self.steps:
+            return log_abar.exp()
+        return _interp(log_abar, steps + 1).exp()
+
+    def damping_params(self, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(u, v)`` of shape ``(T, 2)`` for ``steps`` steps (row k-1 is step k)."""
+        if steps is None or steps == self.steps:
+            return self.damp_u, self.damp_v
+        return _interp(self.damp_u, steps), _interp(self.damp_v, steps)
+
+
+def _interp(values: torch.Tensor, n: int) -> torch.Tensor:
+    """Resample ``values`` (L, ...) to ``n`` points along dim 0 by linear interpolation over [0, 1]."""
+    length = values.shape[0]
+    if length == 1:
+        return values.expand(n, *values.shape[1:]).clone()
+    pos = torch.linspace(0, length - 1, n, device=values.device)
+    lo = pos.floor().long().clamp(max=length - 2)
+    w = (pos - lo).view(-1, *([1] * (values.dim() - 1)))
+    return values[lo] * (1 - w) + values[lo + 1] * w
+
+
+def ddnm_lambda(abar_t: torch.Tensor, abar_prev: torch.Tensor, sigma_y: torch.Tensor) -> torch.Tensor:
+    """DDNM+ damping: 1 if sigma_t >= a_t sigma_y else sigma_t / (a_t sigma_y). Shapes broadcast; values in (0, 1]."""
+    alpha_t = abar_t / abar_prev
+    beta_t = 1 - alpha_t
+    sigma_t = torch.sqrt((beta_t * (1 - abar_prev) / (1 - abar_t)).clamp(min=0))
+    a_t = torch.sqrt(abar_prev) * beta_t / (1 - abar_t)
+    denom = a_t * sigma_y
+    return torch.where(sigma_t >= denom, torch.ones_like(denom), sigma_t / denom.clamp(min=1e-12))
+
+
+def joint_correction(
+    z0: torch.Tensor,
+    m: torch.Tensor,
+    obs1: ObservationBatch,
+    obs2: ObservationBatch,
+    lam1: torch.Tensor,
+    lam2: torch.Tensor,
+) -> torch.Tensor:
+    """Project ``z0 = [x1, x2, f]`` towards the joint constraint set (DESIGN.md).
+
+    ``x_i' = x_i - lam_i A_i+ r_i``; ``f' = f - lam (m A1+ r1 + (1-m) A2+ r2 - r3)`` with
+    ``r3 = m x1 + (1-m) x2 - f``. The fusion row uses the mean of the two damping factors per sample
+    (exactly ``lam`` when both are equal), so with ``lam = 1``: ``f' = m x1' + (1-m) x2'``.
+
+    Args:
+        z0: ``(N, 3, H, W)``; m: ``(N, 1, H, W)`` in [0, 1]; lam1, lam2: ``(N,)`` damping per sample.
+    """
+    x1, x2, f = z0[:, 0:1], z0[:, 1:2], z0[:, 2:3]
+    p1 = obs1.pinv_residual(x1)
+    p2 = obs2.pinv_residual(x2)
+    r3 = m * x1 + (1 - m) * x2 - f
+    l1 = lam1.view(-1, 1, 1, 1)
+    l2 = lam2.view(-1, 1, 1, 1)
+    lf = 0.5 * (l1 + l2)
+    x1n = x1 - l1 * p1
+    x2n = x2 - l2 * p2
+    fn = f - (m * l1 * p1 + (1 - m) * l2 * p2 - lf * r3)
+    return torch.cat([x1n, x2n, fn], dim=1)
+
+
+@dataclass
+class SampleOutput:
+    """Result of :func:`sample`: restored sources ``x1``, ``x2``, fused ``f`` (each ``(N, 1, H, W)``, not
+    clipped) and the last fusion weight map ``m`` in [0, 1]."""
+
+    x1: torch.Tensor
+    x2: torch.Tensor
+    f: torch.Tensor
+    m: torch.Tensor
+
+
+def _pad_to_multiple(t: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    h, w = t.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if (ph < h and pw < w) else "replicate"
+        t = F.pad(t, (0, pw, 0, ph), mode=mode)
+    return t, ph, pw
+
+
+def sample(
+    denoiser: Denoiser,
+    obs1: ObservationBatch,
+    obs2: ObservationBatch,
+    params: SamplerParameters,
+    steps: int | None = None,
+    damping: DampingMode = "learned",
+) -> SampleOutput:
+    """Run the T-step sampler from the pseudo-inverse start (no random noise).
+
+    ``z_T = sqrt(abar_T) [A1+ y1, A2+ y2, (A1+ y1 + A2+ y2) / 2]``. H x W is the output grid (sensor size times
+    scale); sizes the denoiser cannot take are reflect-padded for the network and cropped back.
+
+    Args:
+        steps: T (default: the trained number of steps).
+        damping: ``learned`` (noise-aware, trained), ``ddnm`` (DDNM+ rule) or ``none`` (lam = 1).
+    """
+    steps = steps or params.steps
+    c1, c2 = obs1.pinv_y(), obs2.pinv_y()
+    if c1.shape != c2.shape:
+        raise ValueError(
+            f"the two sources do not map to the same output grid: {tuple(c1.shape[-2:])} vs {tuple(c2.shape[-2:])}"
+        )
+    n, device = c1.shape[0], c1.device
+    abar = params.abar(steps).to(device)
+    u, v = params.damping_params(steps)
+    sig1, sig2 = obs1.sigmas(n, device), obs2.sigmas(n, device)
+    cond = torch.cat([obs1.conditioning(n, device), obs2.conditioning(n, device)], dim=1)
+    multiple = getattr(denoiser, "size_multiple", 1)
+    c1p, ph, pw = _pad_to_multiple(c1, multiple)
+    c2p, _, _ = _pad_to_multiple(c2, multiple)
+    h, w = c1.shape[-2:]
+
+    z = torch.sqrt(abar[steps]) * torch.cat([c1, c2, 0.5 * (c1 + c2)], dim=1)
+    m = torch.full_like(c1, 0.5)
+    for k in range(steps, 0, -1):
+        noise_level = torch.sqrt(1 - abar[k])
+        inputs = DenoiserInputs(k, steps, noise_level, c1p, c2p, cond)
+        zp, _, _ = _pad_to_multiple(z, multiple)
+        e, m = denoiser(zp, inputs)
+        e, m = e[..., :h, :w], m[..., :h, :w]
+        z0 = (z - noise_level * e) / torch.sqrt(abar[k])
+        if damping == "none":
+            lam1 = lam2 = torch.ones(n, device=device)
+        elif damping == "ddnm":
+            lam1 = ddnm_lambda(abar[k], abar[k - 1], sig1)
+            lam2 = ddnm_lambda(abar[k], abar[k - 1], sig2)
+        else:
+            lam1 = torch.sigmoid(u[k - 1, 0] - v[k - 1, 0] * sig1 / 0.05)
+            lam2 = torch.sigmoid(u[k - 1, 1] - v[k - 1, 1] * sig2 / 0.05)
+        z0 = joint_correction(z0, m, obs1, obs2, lam1, lam2)
+        z = torch.sqrt(abar[k - 1]) * z0 + torch.sqrt(1 - abar[k - 1]) * e
+    return SampleOutput(z[:, 0:1], z[:, 1:2], z[:, 2:3], m)
+
+
+def is_finite(out: SampleOutput) -> bool:
+    """False when the sampler produced NaN or inf anywhere (the caller must not write such an output)."""
+    return all(bool(torch.isfinite(t).all()) for t in (out.x1, out.x2, out.f))
+
+
+__all__ = [
+    "DampingMode",
+    "Denoiser",
+    "DenoiserInputs",
+    "Observation",
+    "ObservationBatch",
+    "SampleOutput",
+    "SamplerParameters",
+    "ddnm_lambda",
+    "is_finite",
+    "joint_correction",
+    "sample",
+]

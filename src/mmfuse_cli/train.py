@@ -1,0 +1,381 @@
+"""Training (library behind ``mmfuse train``): self-supervised end-to-end training of the unrolled sampler.
+
+Clean aligned pairs are cropped at random, each source of each sample is degraded on the fly with its own
+random operator (noise sigma 0-0.10, blur std 0-2.5, scale 1/2/4 and their composites), the T-step sampler
+runs, and the loss of DESIGN.md is taken on its output:
+
+* IVIF: ``5 (|x1 - x1c| + |x2 - x2c|) + 5 |f - max(x1c, x2c)| + 1 | |grad f| - max(|grad x1c|, |grad x2c|) |``
+* MIF:  ``5 (|x1 - x1c| + |x2 - x2c|) + (1 - SSIM(f, x1c)) + (1 - SSIM(f, x2c)) + 5 |f - max(x1c, x2c)|``
+
+(``c`` = clean; Sobel gradients; L1 means.) Everything random is drawn from generators seeded by
+``(seed, step)``, so a run is deterministic on CPU for a seed and resumes bit-exactly from its state file.
+State (model + Adam moments + step) is saved as safetensors every ``checkpoint_every`` steps; nothing is
+pickled. Source ``a`` is the IR / functional image (CT, PET, SPECT), ``b`` the visible image / MRI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
+
+from mmfuse_cli.files import atomic_write_bytes
+from mmfuse_cli.io import read_image, to_gray
+from mmfuse_cli.model import FusionModel, ModelConfig, save_checkpoint
+from mmfuse_cli.operators import Degradation, degrade_tensor
+from mmfuse_cli.pairing import pair_folders
+from mmfuse_cli.sampler import Observation, ObservationBatch, sample
+
+# Training splits under a data root laid out as ../shared/data (see its README): (a_dir, b_dir) relative paths.
+TASK_SPLITS: dict[str, list[tuple[str, str]]] = {
+    "ivif": [
+        ("tno/train/ir", "tno/train/vi"),
+        ("llvip/train/ir", "llvip/train/vi"),
+        ("drmf_ivif/train/ir", "drmf_ivif/train/vi"),
+    ],
+    "mif": [
+        ("harvard/mri_ct/train/ct", "harvard/mri_ct/train/mri"),
+        ("harvard/mri_pet/train/pet", "harvard/mri_pet/train/mri"),
+        ("harvard/mri_spect/train/spect", "harvard/mri_spect/train/mri"),
+        ("drmf_mif/train/ct", "drmf_mif/train/mri"),
+    ],
+}
+
+
+@dataclass
+class TrainConfig:
+    """Options of a training run (recorded in the exported checkpoint)."""
+
+    task: str = "ivif"
+    data: str = "../shared/data"
+    out_dir: str = "runs/ivif"
+    steps: int = 4000
+    batch: int = 8
+    crop: int = 96
+    lr: float = 2e-4
+    seed: int = 0
+    sampler_steps: int = 3
+    base_channels: int = 16
+    levels: int = 4
+    blocks_per_level: int = 1
+    val_every: int = 200
+    checkpoint_every: int = 100
+    val_fraction: float = 0.1
+    max_minutes: float | None = None
+    pause_at: int | None = None  # stop after this step (state saved), as an interruption would; resume later
+    threads: int | None = None
+    max_noise: float = 0.10
+    max_blur: float = 2.5
+    w_src: float = 5.0
+    w_int: float = 5.0
+    w_grad: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PairImages:
+    key: str
+    a: np.ndarray  # float32 [0, 1] (H, W), luminance
+    b: np.ndarray
+
+
+def load_pairs(data_root: Path, task: str) -> list[PairImages]:
+    """All training pairs of ``task`` as gray float32 arrays (luminance of colour images)."""
+    if task not in TASK_SPLITS:
+        raise ValueError(f"unknown task {task!r} (expected one of {', '.join(TASK_SPLITS)})")
+    pairs: list[PairImages] = []
+    for a_rel, b_rel in TASK_SPLITS[task]:
+        a_dir, b_dir = data_root / a_rel, data_root / b_rel
+        if not a_dir.is_dir() or not b_dir.is_dir():
+            continue
+        for pair in pair_folders(a_dir, b_dir).pairs:
+            a = to_gray(read_image(pair.a).pixels)
+            b = to_gray(read_image(pair.b).pixels)
+            if a.shape != b.shape:
+                continue
+            pairs.append(PairImages(f"{a_rel}/{pair.key}", a, b))
+    if not pairs:
+        raise ValueError(f"no training pairs for task {task!r} under {data_root}")
+    return pairs
+
+
+def split_pairs(pairs: list[PairImages], val_fraction: float) -> tuple[list[PairImages], list[PairImages]]:
+    """Deterministic hold-out: every ``round(1 / val_fraction)``-th pair (sorted by key) goes to validation."""
+    ordered = sorted(pairs, key=lambda p: p.key)
+    every = max(2, round(1 / val_fraction))
+    val = [p for i, p in enumerate(ordered) if i % every == every // 2]
+    train = [p for i, p in enumerate(ordered) if i % every != every // 2]
+    return train, val
+
+
+def random_crops(pairs: list[PairImages], n: int, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` aligned random crops (with random flips) -> two ``(n, 1, size, size)`` tensors."""
+    a_out = np.empty((n, 1, size, size), np.float32)
+    b_out = np.empty_like(a_out)
+    for i in range(n):
+        p = pairs[rng.integers(len(pairs))]
+        h, w = p.a.shape
+        top, left = rng.integers(h - size + 1), rng.integers(w - size + 1)
+        a = p.a[top : top + size, left : left + size]
+        b = p.b[top : top + size, left : left + size]
+        if rng.random() < 0.5:
+            a, b = a[:, ::-1], b[:, ::-1]
+        if rng.random() < 0.5:
+            a, b = a[::-1], b[::-1]
+        a_out[i, 0], b_out[i, 0] = a, b
+    return torch.from_numpy(a_out), torch.from_numpy(b_out)
+
+
+DEGRADATION_KINDS = ("clean", "noise", "blur", "down", "blur+noise", "down+noise", "blur+down", "blur+down+noise")
+
+
+def random_degradation(rng: np.random.Generator, max_noise: float = 0.1, max_blur: float = 2.5) -> Degradation:
+    """A random degradation, balanced over the kinds in :data:`DEGRADATION_KINDS` (uniform parameters)."""
+    kind = DEGRADATION_KINDS[rng.integers(len(DEGRADATION_KINDS))]
+    blur = float(rng.uniform(0.5, max_blur)) if "blur" in kind else 0.0
+    scale = int(rng.choice([2, 4])) if "down" in kind else 1
+    noise = float(rng.uniform(0.01, max_noise)) if "noise" in kind else 0.0
+    return Degradation(blur=round(blur, 3), scale=scale, noise=round(noise, 4))
+
+
+def observe(clean: torch.Tensor, degradations: list[Degradation], gen: torch.Generator) -> ObservationBatch:
+    """Degrade each sample of ``clean`` ``(N, 1, H, W)`` with its own degradation."""
+    return ObservationBatch(
+        [Observation(degrade_tensor(clean[i : i + 1], d, gen), d) for i, d in enumerate(degradations)]
+    )
+
+
+# --- losses -------------------------------------------------------------------------------------------------
+
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """|grad x| with Sobel filters (replicate borders), ``(N, 1, H, W)`` -> same shape."""
+    kx = _SOBEL_X.to(x)[None, None]
+    ky = kx.transpose(-1, -2)
+    xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    return torch.sqrt(F.conv2d(xp, kx) ** 2 + F.conv2d(xp, ky) ** 2 + 1e-8)
+
+
+def ssim_torch(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM (Gaussian window, data range 1) of two ``(N, 1, H, W)`` batches; differentiable."""
+    t = torch.arange(window, dtype=x.dtype, device=x.device) - window // 2
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = (g / g.sum())[:, None] * (g / g.sum())[None, :]
+    k = g[None, None]
+    mu_x, mu_y = F.conv2d(x, k), F.conv2d(y, k)
+    sxx = F.conv2d(x * x, k) - mu_x**2
+    syy = F.conv2d(y * y, k) - mu_y**2
+    sxy = F.conv2d(x * y, k) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return s.mean()
+
+
+def fusion_loss(out, a_clean: torch.Tensor, b_clean: torch.Tensor, task: str, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """DESIGN.md losses on the sampler output against the clean sources; returns components and ``total``."""
+    src = (out.x1 - a_clean).abs().mean() + (out.x2 - b_clean).abs().mean()
+    intensity = (out.f - torch.maximum(a_clean, b_clean)).abs().mean()
+    terms = {"src": src, "int": intensity}
+    total = cfg.w_src * src + cfg.w_int * intensity
+    if task == "ivif":
+        grad_target = torch.maximum(sobel_magnitude(a_clean), sobel_magnitude(b_clean))
+        grad = (sobel_magnitude(out.f) - grad_target).abs().mean()
+        terms["grad"] = grad
+        total = total + cfg.w_grad * grad
+    else:
+        structure = (1 - ssim_torch(out.f, a_clean)) + (1 - ssim_torch(out.f, b_clean))
+        terms["ssim"] = structure
+        total = total + structure
+    terms["total"] = total
+    return terms
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """PSNR in dB of ``x`` against ``ref`` (both [0, 1]; ``x`` clipped first)."""
+    mse = float(((x.clamp(0, 1) - ref) ** 2).mean())
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+# --- the loop -------------------------------------------------------------------------------------------------
+
+
+def _step_rng(seed: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
+    return np.random.default_rng([seed, step]), torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def make_validation_set(val_pairs: list[PairImages], cfg: TrainConfig, count: int = 16):
+    """A fixed validation batch: crops + degradations drawn from a generator seeded independently of training."""
+    rng, gen = _step_rng(cfg.seed + 7919, 0)
+    smallest = min(min(p.a.shape) for p in val_pairs)
+    size = min(max(cfg.crop, 128), smallest) // 8 * 8
+    a, b = random_crops(val_pairs, count, size, rng)
+    da = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(count)]
+    db = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(count)]
+    return a, b, observe(a, da, gen), observe(b, db, gen)
+
+
+@torch.no_grad()
+def validate(model: FusionModel, val, cfg: TrainConfig) -> dict[str, float]:
+    """PSNR of restored sources (and of their pseudo-inverse start) on the fixed validation batch."""
+    a, b, oa, ob = val
+    model.eval()
+    out = sample(model.net, oa, ob, model.sampler)
+    model.train()
+    losses = fusion_loss(out, a, b, cfg.task, cfg)
+    return {
+        "val_loss": float(losses["total"]),
+        "val_psnr_a": psnr(out.x1, a),
+        "val_psnr_b": psnr(out.x2, b),
+        "val_psnr_a_pinv": psnr(oa.pinv_y(), a),
+        "val_psnr_b_pinv": psnr(ob.pinv_y(), b),
+    }
+
+
+def _save_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st:
+                    tensors[f"adam.{names[id(p)]}.{key}"] = st[key].contiguous()
+            if "step" in st:
+                tensors[f"adam.{names[id(p)]}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
+    meta = {"step": str(step), "config": json.dumps(asdict(cfg))}
+    atomic_write_bytes(path, save_bytes(tensors, metadata=meta))
+
+
+def _load_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        step = int(handle.metadata()["step"])
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    for name, p in model.named_parameters():
+        if f"adam.{name}.exp_avg" in tensors:
+            opt.state[p] = {
+                "step": tensors[f"adam.{name}.step"][0].clone(),
+                "exp_avg": tensors[f"adam.{name}.exp_avg"].clone(),
+                "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"].clone(),
+            }
+    return step
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Short linear warm-up, then multi-step decay (x0.5 at 60 % and 85 % of the run)."""
+    warm = min(1.0, (step + 1) / 100)
+    decay = 1.0
+    if step >= 0.6 * cfg.steps:
+        decay *= 0.5
+    if step >= 0.85 * cfg.steps:
+        decay *= 0.5
+    return cfg.lr * warm * decay
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
+    """Train (or resume) a model; writes ``state.safetensors``, ``log.jsonl`` and ``model.safetensors`` in out_dir.
+
+    Returns:
+        The trained model (also exported to ``out_dir/model.safetensors``).
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = load_pairs(Path(cfg.data), cfg.task)
+    train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
+    log(f"task {cfg.task}: {len(train_pairs)} training pairs, {len(val_pairs)} validation pairs")
+    model = FusionModel(
+        ModelConfig(cfg.base_channels, cfg.levels, cfg.blocks_per_level, cfg.sampler_steps, cfg.task)
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    state_path, log_path = out_dir / "state.safetensors", out_dir / "log.jsonl"
+    step = 0
+    if state_path.exists():
+        step = _load_state(state_path, model, opt)
+        log(f"resumed from {state_path} at step {step}")
+    elif log_path.exists():
+        log_path.unlink()
+    val = make_validation_set(val_pairs, cfg)
+    started = time.time()
+    elapsed_before = _elapsed_in_log(log_path)
+    model.train()
+    running: dict[str, float] = {}
+    while step < cfg.steps:
+        if cfg.pause_at is not None and step >= cfg.pause_at:
+            _save_state(state_path, model, opt, step, cfg)
+            log(f"paused at step {step}")
+            return model
+        if cfg.max_minutes is not None and (time.time() - started) / 60 > cfg.max_minutes:
+            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+            break
+        rng, gen = _step_rng(cfg.seed, step)
+        a, b = random_crops(train_pairs, cfg.batch, cfg.crop, rng)
+        da = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(cfg.batch)]
+        db = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(cfg.batch)]
+        out = sample(model.net, observe(a, da, gen), observe(b, db, gen), model.sampler)
+        losses = fusion_loss(out, a, b, cfg.task, cfg)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for key, value in losses.items():
+            running[key] = running.get(key, 0.0) + value.item()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            record = {"step": step, "seconds": round(elapsed_before + time.time() - started, 1)}
+            record.update({f"loss_{k}": round(v / cfg.checkpoint_every, 5) for k, v in running.items()})
+            running = {}
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                record.update({k: round(v, 3) for k, v in validate(model, val, cfg).items()})
+            with log_path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            _save_state(state_path, model, opt, step, cfg)
+            log(json.dumps(record))
+    export_path = out_dir / "model.safetensors"
+    final = _last_record(log_path)
+    save_checkpoint(
+        model,
+        export_path,
+        {
+            "train_config": asdict(cfg),
+            "data": [f"{a}|{b}" for a, b in TASK_SPLITS[cfg.task]],
+            "train_pairs": len(train_pairs),
+            "steps_trained": step,
+            "seed": cfg.seed,
+            "final": final,
+            "wall_seconds": round(elapsed_before + time.time() - started, 1),
+        },
+    )
+    log(f"exported {export_path}")
+    return model
+
+
+def _last_record(log_path: Path) -> dict:
+    if not log_path.exists():
+        return {}
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def _elapsed_in_log(log_path: Path) -> float:
+    return float(_last_record(log_path).get("seconds", 0.0))

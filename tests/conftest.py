@@ -1,0 +1,57 @@
+"""Shared fixtures: test images made here (or shipped by scikit-image), never dataset files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def smooth_scene(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A gray float32 [0, 1] image with smooth shading and a few sharp edges (like a real scene)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = 0.4 + 0.2 * np.sin(6 * xx + rng.uniform(0, 3)) * np.cos(4 * yy + rng.uniform(0, 3))
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, max(h, w) / 4)
+        img[(np.mgrid[0:h, 0:w][0] - cy) ** 2 + (np.mgrid[0:h, 0:w][1] - cx) ** 2 < r * r] += rng.uniform(-0.3, 0.3)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def camera(h: int = 128, w: int = 128) -> np.ndarray:
+    """A crop of scikit-image's 'camera' photograph, float32 [0, 1]."""
+    from skimage import data
+
+    return (data.camera()[100 : 100 + h, 150 : 150 + w] / 255.0).astype(np.float32)
+
+
+def astronaut(h: int = 128, w: int = 128) -> np.ndarray:
+    """A crop of scikit-image's colour 'astronaut' photograph, float32 [0, 1] (H, W, 3)."""
+    from skimage import data
+
+    return (data.astronaut()[40 : 40 + h, 180 : 180 + w] / 255.0).astype(np.float32)
+
+
+@pytest.fixture
+def mmfuse_cmd() -> list[str]:
+    """How to invoke the CLI in a subprocess."""
+    return [sys.executable, "-m", "mmfuse_cli"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hub(tmp_path_factory, monkeypatch):
+    """No test may touch a real hub cache or the network."""
+    home = tmp_path_factory.mktemp("hf_home")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("MMFUSE_WEIGHTS_MANIFEST", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    os.environ.setdefault("OMP_NUM_THREADS", "2")

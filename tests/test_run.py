@@ -1,0 +1,150 @@
+"""`mmfuse run` end to end on generated pairs with a small checkpoint made here."""
+
+import csv
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from conftest import astronaut, camera
+from typer.testing import CliRunner
+
+from mmfuse_cli.cli import app
+from mmfuse_cli.fuse import Fuser
+from mmfuse_cli.io import read_image, rgb_to_ycbcr, write_image
+from mmfuse_cli.model import FusionModel, ModelConfig, save_checkpoint
+from mmfuse_cli.operators import Degradation
+from mmfuse_cli.pairing import pair_folders
+from mmfuse_cli.run import RunOptions, run_pairs
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = FusionModel(ModelConfig(base_channels=8, levels=3))
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.net.head.weight, std=1e-3)
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    """Three clean pairs (IR gray, visible colour) degraded with `mmfuse degrade` (sidecars included)."""
+    clean_a, clean_b = tmp_path / "clean_a", tmp_path / "clean_b"
+    clean_a.mkdir()
+    clean_b.mkdir()
+    for i in range(3):
+        write_image(clean_a / f"p{i}.png", np.rot90(camera(64, 64), i).copy(), 8)
+        write_image(clean_b / f"p{i}.png", np.rot90(astronaut(64, 64), i).copy(), 8)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert runner.invoke(app, ["degrade", str(clean_a), "-o", str(a), "--blur", "1.5", "--scale", "2", "--noise", "0.05", "-q"]).exit_code == 0
+    assert runner.invoke(app, ["degrade", str(clean_b), "-o", str(b), "--blur", "1.5", "--noise", "0.05", "-q"]).exit_code == 0
+    return a, b
+
+
+def _rows(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_run_fuses_every_pair_keeps_colour_and_reports(pairs, checkpoint, tmp_path):
+    a, b = pairs
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(a), str(b), "-o", str(out), "--model", str(checkpoint), "--save-sources", "-q"])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out / "run.csv")
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    assert {"EN", "SD", "SF", "AG"} <= set(rows[0])
+    assert 0 < float(rows[0]["EN"]) <= 8 and float(rows[0]["SD"]) > 0
+    fused = read_image(out / "p0.png")
+    assert fused.pixels.shape == (64, 64, 3)  # output grid = a (32x32) x 2 = b (64x64); colour kept
+    vis = read_image(b / "p0.png").pixels
+    # chroma comes from the visible image (through the identity/blur pseudo-inverse: close to it)
+    chroma_err = np.abs(rgb_to_ycbcr(fused.pixels)[..., 1:] - rgb_to_ycbcr(vis)[..., 1:]).mean()
+    assert chroma_err < 0.03
+    assert read_image(out / "sources/a/p0.png").pixels.shape == (64, 64)
+
+
+def test_bad_pairs_fail_with_reasons_and_the_rest_finish(pairs, checkpoint, tmp_path):
+    a, b = pairs
+    (a / "p1.png").write_bytes(b"garbage")  # corrupt file in the middle
+    write_image(a / "p3.png", camera(30, 30), 8)  # size not explained by scale 2
+    write_image(b / "p3.png", camera(64, 64), 8)
+    write_image(a / "p4.png", camera(32, 32), 8)  # no partner
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(a), str(b), "-o", str(out), "--model", str(checkpoint), "-q"])
+    assert result.exit_code == 1
+    rows = {r["item"]: r for r in _rows(out / "run.csv")}
+    assert rows["p0"]["status"] == "ok" and rows["p2"]["status"] == "ok"
+    assert rows["p1"]["status"] == "failed" and "cannot decode" in rows["p1"]["reason"]
+    assert rows["p3"]["status"] == "failed" and "size mismatch" in rows["p3"]["reason"]
+    assert any(r["status"] == "failed" and "no partner" in r["reason"] for r in rows.values())
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.png", "p2.png"]
+    assert not list(out.glob(".*"))  # no temporary files left
+
+
+def test_skip_existing_resumes(pairs, checkpoint, tmp_path):
+    a, b = pairs
+    out = tmp_path / "out"
+    args = ["run", str(a), str(b), "-o", str(out), "--model", str(checkpoint), "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    first = (out / "p1.png").read_bytes()
+    (out / "p1.png").unlink()
+    result = runner.invoke(app, [*args, "--skip-existing"])
+    assert result.exit_code == 0
+    statuses = {r["item"]: r["status"] for r in _rows(out / "run.csv")}
+    assert statuses == {"p0": "skipped", "p1": "ok", "p2": "skipped"}
+    assert (out / "p1.png").read_bytes() == first  # deterministic on CPU
+
+
+def test_non_finite_model_output_fails_the_pair_and_writes_nothing(pairs, checkpoint, tmp_path):
+    from mmfuse_cli.model import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        model.net.head.bias.fill_(float("nan"))
+    a, b = pairs
+    options = RunOptions(output_dir=tmp_path / "out")
+    results = run_pairs(pair_folders(a, b).pairs, Fuser(model), options)
+    assert [r.status for r in results] == ["failed"] * 3
+    assert all("NaN" in r.reason for r in results)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_flags_override_and_tiles_match_whole_image(checkpoint, tmp_path):
+    from mmfuse_cli.model import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    x = camera(128, 160)
+    deg = Degradation(blur=1.0, noise=0.02)
+    whole = Fuser(model).fuse(x, x[::-1].copy(), deg, deg)
+    tiled = Fuser(model, tile=64, overlap=16).fuse(x, x[::-1].copy(), deg, deg)
+    assert tiled.fused.shape == whole.fused.shape
+    assert np.abs(tiled.fused - whole.fused).mean() < 0.01
+
+
+def test_usage_errors_exit_2(pairs, checkpoint, tmp_path):
+    a, b = pairs
+    base = ["run", str(a), str(b), "-o", str(tmp_path / "o"), "--model", str(checkpoint)]
+    assert runner.invoke(app, [*base, "--format", "gif"]).exit_code == 2
+    assert runner.invoke(app, [*base, "--a-noise", "-1"]).exit_code == 2
+    assert runner.invoke(app, [*base, "--task", "xray"]).exit_code == 2
+    assert runner.invoke(app, ["run", str(a), str(b), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "none.safetensors")]).exit_code == 2
+
+
+def test_pairs_from_stdin_and_json_lines_through_a_real_shell(pairs, checkpoint, tmp_path, mmfuse_cmd):
+    a, b = pairs
+    out = tmp_path / "out"
+    cmd = " ".join(mmfuse_cmd)
+    script = (
+        f"for f in {a}/*.png; do printf '%s\\t%s\\n' \"$f\" \"{b}/$(basename $f)\"; done"
+        f" | {cmd} run --pairs - -o {out} --model {checkpoint} --json"
+    )
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["status"] for r in lines] == ["ok"] * 3
+    assert sorted(r["item"] for r in lines) == ["p0", "p1", "p2"]
+    assert "fused 3 pair(s)" in proc.stderr  # humans read stderr; stdout is data only

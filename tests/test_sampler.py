@@ -1,0 +1,144 @@
+"""The joint-correction DDIM sampler, driven by tiny stand-in denoisers (it must not depend on the network)."""
+
+import pytest
+import torch
+from conftest import camera
+
+from mmfuse_cli.operators import Degradation
+from mmfuse_cli.sampler import (
+    Observation,
+    ObservationBatch,
+    SamplerParameters,
+    ddnm_lambda,
+    joint_correction,
+    sample,
+)
+
+
+class ZeroDenoiser:
+    """Predicts e = 0 and a constant fusion weight."""
+
+    size_multiple = 1
+
+    def __init__(self, weight=0.5):
+        self.weight = weight
+        self.calls = []
+
+    def __call__(self, z, inputs):
+        self.calls.append((tuple(z.shape), inputs.step))
+        return torch.zeros_like(z), torch.full_like(z[:, :1], self.weight)
+
+
+class ShapeCheckingDenoiser(ZeroDenoiser):
+    size_multiple = 8
+
+    def __call__(self, z, inputs):
+        assert z.shape[-2] % 8 == 0 and z.shape[-1] % 8 == 0
+        assert inputs.pinv1.shape[-2:] == z.shape[-2:]
+        return super().__call__(z, inputs)
+
+
+def _obs(x, deg, seed=0):
+    from mmfuse_cli.operators import degrade_tensor
+
+    return Observation(degrade_tensor(x, deg, torch.Generator().manual_seed(seed)), deg)
+
+
+def test_with_lambda_one_the_fused_row_is_exactly_the_weighted_sources():
+    x = torch.from_numpy(camera(32, 32))[None, None]
+    z0 = torch.cat([x, x.flip(-1), torch.rand_like(x)], dim=1)
+    m = torch.rand_like(x)
+    o1 = ObservationBatch(_obs(x, Degradation(blur=1.5, scale=2)))
+    o2 = ObservationBatch(_obs(x, Degradation(blur=1.0)))
+    one = torch.ones(1)
+    out = joint_correction(z0, m, o1, o2, one, one)
+    x1n, x2n, fn = out[:, 0:1], out[:, 1:2], out[:, 2:3]
+    assert torch.allclose(fn, m * x1n + (1 - m) * x2n, atol=1e-6)
+    # and the source rows satisfy their observations (up to the Wiener regularisation)
+    assert (o1.items[0].op.apply(x1n) - o1.items[0].y).abs().mean() < 0.01
+
+
+def test_identity_operators_zero_noise_zero_e_return_the_observations():
+    y1 = torch.from_numpy(camera(24, 40))[None, None]
+    y2 = y1.flip(-2)
+    clean = Degradation()
+    params = SamplerParameters(3)
+    for damping in ("learned", "ddnm", "none"):
+        out = sample(ZeroDenoiser(0.3), ObservationBatch(Observation(y1, clean)), ObservationBatch(Observation(y2, clean)), params, damping=damping)
+        assert torch.allclose(out.x1, y1, atol=1e-6)
+        assert torch.allclose(out.x2, y2, atol=1e-6)
+        # the fusion row converges geometrically at rate (1 - lam): exact for lam = 1, ~(0.05)^3 for learned
+        tol = 1e-3 if damping == "learned" else 1e-5
+        assert torch.allclose(out.f, 0.3 * y1 + 0.7 * y2, atol=tol)
+
+
+def test_steps_count_down_and_the_network_is_called_once_per_step():
+    y = torch.rand(1, 1, 16, 16)
+    den = ZeroDenoiser()
+    params = SamplerParameters(3)
+    sample(den, ObservationBatch(Observation(y, Degradation())), ObservationBatch(Observation(y, Degradation())), params, steps=5)
+    assert [c[1] for c in den.calls] == [5, 4, 3, 2, 1]
+
+
+def test_odd_sizes_are_padded_for_the_network_and_cropped_back():
+    y1 = torch.rand(2, 1, 13, 11)
+    y2 = torch.rand(2, 1, 13, 11)
+    out = sample(
+        ShapeCheckingDenoiser(),
+        ObservationBatch(Observation(y1, Degradation(noise=0.05))),
+        ObservationBatch(Observation(y2, Degradation(blur=1.0))),
+        SamplerParameters(3),
+    )
+    assert out.f.shape == (2, 1, 13, 11) and out.x1.shape == (2, 1, 13, 11)
+
+
+def test_a_batch_with_different_operators_per_sample_equals_separate_runs():
+    base = torch.from_numpy(camera(32, 32))[None, None]
+    degs_a = [Degradation(blur=1.5, scale=2, noise=0.02), Degradation(noise=0.08), Degradation(scale=4)]
+    degs_b = [Degradation(blur=2.0), Degradation(), Degradation(blur=1.0, noise=0.05)]
+    obs_a = [_obs(base, d, i) for i, d in enumerate(degs_a)]
+    obs_b = [_obs(base.flip(-1), d, 10 + i) for i, d in enumerate(degs_b)]
+    params = SamplerParameters(3)
+    batched = sample(ZeroDenoiser(), ObservationBatch(obs_a), ObservationBatch(obs_b), params)
+    for i in range(3):
+        single = sample(ZeroDenoiser(), ObservationBatch(obs_a[i]), ObservationBatch(obs_b[i]), params)
+        assert torch.allclose(batched.f[i], single.f[0], atol=1e-5)
+        assert torch.allclose(batched.x1[i], single.x1[0], atol=1e-5)
+
+
+def test_sources_must_map_to_the_same_grid():
+    with pytest.raises(ValueError, match="same output grid"):
+        sample(
+            ZeroDenoiser(),
+            ObservationBatch(Observation(torch.rand(1, 1, 8, 8), Degradation(scale=2))),
+            ObservationBatch(Observation(torch.rand(1, 1, 8, 8), Degradation())),
+            SamplerParameters(3),
+        )
+
+
+def test_ddnm_damping_rule():
+    abar = SamplerParameters(3).abar().detach()
+    assert float(abar[0]) == 1.0
+    assert all(float(abar[i + 1]) < float(abar[i]) for i in range(3))
+    lam_clean = ddnm_lambda(abar[2], abar[1], torch.tensor([0.0]))
+    assert float(lam_clean) == 1.0
+    lam_noisy = ddnm_lambda(abar[2], abar[1], torch.tensor([0.5]))
+    assert 0 < float(lam_noisy) < 1
+    # hand computation of the rule for one value
+    a_t, a_p, s = float(abar[2]), float(abar[1]), 0.5
+    alpha = a_t / a_p
+    beta = 1 - alpha
+    sigma_t = (beta * (1 - a_p) / (1 - a_t)) ** 0.5
+    coef = a_p**0.5 * beta / (1 - a_t)
+    assert float(lam_noisy) == pytest.approx(sigma_t / (coef * s), rel=1e-5)
+
+
+def test_learned_damping_is_noise_aware_and_schedule_interpolates():
+    params = SamplerParameters(3)
+    u, v = (t.detach() for t in params.damping_params())
+    lam = torch.sigmoid(u[0, 0] - v[0, 0] * torch.tensor([0.0, 0.05, 0.1]) / 0.05)
+    assert float(lam[0]) > float(lam[1]) > float(lam[2])
+    ab5 = params.abar(5).detach()
+    assert ab5.shape == (6,) and float(ab5[0]) == 1.0
+    assert float(ab5[-1]) == pytest.approx(float(params.abar().detach()[-1]), rel=1e-5)
+    assert params.damping_params(1)[0].shape == (1, 2)
