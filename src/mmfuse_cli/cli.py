@@ -11,7 +11,11 @@ import typer
 
 from mmfuse_cli import __version__
 from mmfuse_cli.commands import degrade as degrade_cmd
+from mmfuse_cli.commands import evaluate as evaluate_cmd
 from mmfuse_cli.commands import info as info_cmd
+from mmfuse_cli.commands import run as run_cmd
+from mmfuse_cli.commands import train as train_cmd
+from mmfuse_cli.commands import weights as weights_cmd
 
 app = typer.Typer(
     name="mmfuse",
@@ -37,7 +41,11 @@ def _root(
 
 
 app.command("info", help="Versions, compute device and threads.")(info_cmd.info)
+app.command("run", help="Restore and fuse every pair of two folders; write fused images + run.csv.")(run_cmd.run)
 app.command("degrade", help="Synthesize degraded copies of clean images (+ degradation.json sidecar).")(degrade_cmd.degrade)
+app.command("evaluate", help="Objective fusion metrics (EN, MI, VIF, Qabf, SSIM ...) of fused images vs their sources.")(evaluate_cmd.evaluate)
+app.add_typer(weights_cmd.weights_app, name="weights", help="Checkpoints: list, pull (download + verify), verify, path.")
+app.command("train", help="Train the fusion model (reproduces the shipped checkpoints).")(train_cmd.train)
 
 
 def main() -> None:

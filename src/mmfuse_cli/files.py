@@ -7,6 +7,21 @@ import os
 import tempfile
 from pathlib import Path
 
+TEMP_SUFFIX = ".mmfuse-tmp"
+"""Suffix of in-flight temporary files; only a killed process (kill -9, power loss) can leave one behind."""
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files a killed run left under ``folder`` (recursively). Returns how many."""
+    count = 0
+    for stale in Path(folder).rglob(f".*{TEMP_SUFFIX}"):
+        try:
+            stale.unlink()
+            count += 1
+        except FileNotFoundError:
+            pass
+    return count
+
 
 def _default_file_mode() -> int:
     """0o666 minus the process umask: what a plain ``open(path, "w")`` would create (mkstemp uses 0o600)."""
@@ -21,7 +36,7 @@ _FILE_MODE = _default_file_mode()
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically. The temporary file is removed if anything fails."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:

@@ -141,17 +141,31 @@ def progress_bar(console: Console, total: int, description: str) -> Iterator[Any
 class RowSink:
     """Where per-item rows go: JSON Lines on stdout (``--json``) and/or a CSV file written atomically at the end."""
 
-    def __init__(self, json_stdout: bool = False, csv_path: Path | None = None, stream: TextIO | None = None):
+    def __init__(
+        self,
+        json_stdout: bool = False,
+        csv_path: Path | None = None,
+        stream: TextIO | None = None,
+        flush_every: int = 100,
+    ):
         self.json_stdout = json_stdout
         self.csv_path = csv_path
         self.stream = stream or sys.stdout
         self.rows: list[dict[str, Any]] = []
+        self.flush_every = flush_every
 
     def emit(self, row: dict[str, Any]) -> None:
+        """Record a row (and print it as JSON when asked). The CSV is rewritten every ``flush_every`` rows, so
+        an interrupted run still leaves a complete, valid report of what it finished."""
         self.rows.append(row)
         if self.json_stdout:
-            self.stream.write(json_line(row) + "\n")
-            self.stream.flush()
+            try:
+                self.stream.write(json_line(row) + "\n")
+                self.stream.flush()
+            except BrokenPipeError:  # e.g. `mmfuse run ... --json | head`: stop printing, keep working
+                self.json_stdout = False
+        if self.csv_path is not None and self.flush_every and len(self.rows) % self.flush_every == 0:
+            self.close()
 
     def close(self) -> None:
         if self.csv_path is not None:

@@ -9,6 +9,7 @@ and ``skip_existing`` can resume.
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfuse_cli.files import remove_stale_temporaries
 from mmfuse_cli.fuse import FusedPair, Fuser, FusionError, check_sizes
 from mmfuse_cli.io import ImageError, LoadedImage, read_image, to_gray, write_image
 from mmfuse_cli.operators import Degradation
@@ -27,6 +29,8 @@ from mmfuse_cli.reporting import ItemResult
 from mmfuse_cli.sidecar import SIDECAR_NAME, SidecarError, read_sidecar
 
 OUTPUT_FORMATS = ("png", "tif", "jpg", "bmp")
+FATAL_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+"""Write errors that will hit every later pair too (full disk, read-only or forbidden folder): the run stops."""
 
 
 @dataclass
@@ -129,7 +133,10 @@ def _write(loaded: _Loaded, fused: FusedPair, options: RunOptions, seconds: floa
         write_image(target, fused.fused, depth)  # last: its presence marks the pair as done
     except (OSError, ImageError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        return ItemResult(key, "failed", f"{target}: cannot write ({reason})", seconds + time.perf_counter() - start)
+        fatal = isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRORS
+        result = ItemResult(key, "failed", f"{target}: cannot write ({reason})", seconds + time.perf_counter() - start)
+        result.fatal = fatal  # type: ignore[attr-defined]
+        return result
     extra: dict = {"a": str(loaded.pair.a), "b": str(loaded.pair.b)}
     if options.metrics:
         extra.update(_no_reference(fused.fused))
@@ -156,12 +163,18 @@ def run_pairs(
     run continues. ``on_result`` is called from the calling thread as each pair finishes.
     """
     options.output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(options.output_dir)
     results: list[ItemResult] = []
+    stop_reason: list[str] = []
 
     def emit(result: ItemResult) -> None:
         results.append(result)
+        if getattr(result, "fatal", False) and not stop_reason:
+            stop_reason.append(result.reason)
         if on_result:
             on_result(result)
+
+    pairs = list(pairs) if not isinstance(pairs, list) else pairs
 
     sidecars = SidecarCache()
     pending_writes: deque[Future] = deque()
@@ -174,6 +187,8 @@ def run_pairs(
                 emit(pending_writes.popleft().result())
 
         for group in _batches(_prefetched(pairs, options, sidecars, readers, emit), options.batch):
+            if stop_reason:
+                break
             start = time.perf_counter()
             try:
                 fused = fuser.fuse_batch([g.a.pixels for g in group], [g.b.pixels for g in group], group[0].deg_a, group[0].deg_b)
@@ -187,6 +202,11 @@ def run_pairs(
                 pending_writes.append(writers.submit(_write, g, f, options, g.seconds + elapsed))
             drain(limit=2 * options.writer_threads)
         drain(limit=0)
+    if stop_reason:
+        done = {r.key for r in results}
+        for pair in pairs:
+            if pair.key not in done:
+                emit(ItemResult(pair.key, "failed", f"not processed: run stopped after a fatal write error ({stop_reason[0]})"))
     return results
 
 

@@ -96,7 +96,10 @@ def run(
             raise ValueError(f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}")
         fuser = Fuser(fusion_model, torch_device, steps=steps, precision=precision, tile=tile)  # type: ignore[arg-type]
         output.mkdir(parents=True, exist_ok=True)
-    except (ValueError, SidecarError, WeightsError, CheckpointError, NotADirectoryError) as exc:
+    except WeightsError as exc:
+        report_error(console, str(exc))
+        raise typer.Exit(getattr(exc, "exit_code", EXIT_USAGE)) from None
+    except (ValueError, SidecarError, CheckpointError, NotADirectoryError) as exc:
         report_error(console, str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     except OSError as exc:
@@ -126,7 +129,11 @@ def run(
             bar.advance()
 
         results = run_pairs(pairs, fuser, options, on_result)
-    sink.close()
+    try:
+        sink.close()
+    except OSError as exc:
+        report_error(console, f"{sink.csv_path}: cannot write the report ({exc.strerror or exc})")
+        raise typer.Exit(EXIT_ITEMS_FAILED) from None
     done = sum(r.status == "ok" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     failed = len(results) - done - skipped + len(problems)
