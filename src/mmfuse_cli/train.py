@@ -62,6 +62,7 @@ class TrainConfig:
     batch: int = 8
     crop: int = 96
     lr: float = 2e-4
+    sampler_lr_scale: float = 20.0
     seed: int = 0
     sampler_steps: int = 3
     base_channels: int = 16
@@ -305,7 +306,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     model = FusionModel(
         ModelConfig(cfg.base_channels, cfg.levels, cfg.blocks_per_level, cfg.sampler_steps, cfg.task)
     )
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # The sampler's few scalars (schedule, damping) get a larger step than the network's weights: at the
+    # network's rate they would barely move in a CPU-sized run.
+    opt = torch.optim.Adam(
+        [
+            {"params": list(model.net.parameters()), "lr_scale": 1.0},
+            {"params": list(model.sampler.parameters()), "lr_scale": cfg.sampler_lr_scale},
+        ],
+        lr=cfg.lr,
+    )
     state_path, log_path = out_dir / "state.safetensors", out_dir / "log.jsonl"
     step = 0
     if state_path.exists():
@@ -333,7 +342,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
         out = sample(model.net, observe(a, da, gen), observe(b, db, gen), model.sampler)
         losses = fusion_loss(out, a, b, cfg.task, cfg)
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+            group["lr"] = learning_rate(cfg, step) * group["lr_scale"]
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,0 +1,162 @@
+"""Speed benchmark: model-only and end-to-end pairs/s, pipeline efficiency, threads, and peak RSS vs run length.
+
+    python bench/speed.py                 # full: 640x480 + 1024x768, T = 1..5, batch 1/2/4, RSS at 100 and 1000 pairs
+    python bench/speed.py --quick         # 640x480, T = 3, batch 1, RSS at 50 and 200 pairs
+
+Figures are medians over ``--repeats`` runs (the machines are noisy); the machine, date and torch threads are
+printed and written with the figures to ``bench/results/speed-<date>.json``. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmfuse_cli.device import describe_device, resolve_device
+from mmfuse_cli.fuse import Fuser
+from mmfuse_cli.io import write_image
+from mmfuse_cli.model import load_checkpoint
+from mmfuse_cli.operators import Degradation
+from mmfuse_cli.weights import resolve_checkpoint
+
+HERE = Path(__file__).resolve().parent
+DEG_A = Degradation(blur=1.5, scale=2, noise=0.05)
+DEG_B = Degradation(blur=1.5, noise=0.05)
+
+
+def scene(h: int, w: int, seed: int, colour: bool = False) -> np.ndarray:
+    """A synthetic test image with smooth shading and edges, float32 [0, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = 0.5 + 0.25 * np.sin(xx / (9 + seed % 5)) * np.cos(yy / 13)
+    img += 0.2 * ((xx // 40 + yy // 40) % 2)
+    img += rng.normal(0, 0.02, img.shape)
+    img = np.clip(img, 0, 1).astype(np.float32)
+    return np.stack([img, img[::-1], img[:, ::-1]], -1) if colour else img
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def model_only(fuser_factory, size: tuple[int, int], steps: int, batch: int, repeats: int) -> float:
+    """Pairs/s of Fuser.fuse_batch (decode/encode excluded) at ``size`` = (H, W) of the output grid."""
+    h, w = size
+    fuser = fuser_factory(steps)
+    a = [scene(h // 2, w // 2, i) for i in range(batch)]
+    b = [scene(h, w, 10 + i, colour=True) for i in range(batch)]
+    seconds = median_seconds(lambda: fuser.fuse_batch(a, b, DEG_A, DEG_B), repeats)
+    return batch / seconds
+
+
+def make_folder(root: Path, n: int, size: tuple[int, int]) -> tuple[Path, Path]:
+    """``n`` degraded pairs on disk (copies of a few distinct images; decoding cost is what matters)."""
+    h, w = size
+    a_dir, b_dir = root / "a", root / "b"
+    a_dir.mkdir(parents=True)
+    b_dir.mkdir(parents=True)
+    distinct = [(scene(h // 2, w // 2, i), scene(h, w, 10 + i, colour=True)) for i in range(4)]
+    blobs = []
+    for i, (a, b) in enumerate(distinct):
+        write_image(root / f"_a{i}.png", a, 8)
+        write_image(root / f"_b{i}.png", b, 8)
+        blobs.append(((root / f"_a{i}.png").read_bytes(), (root / f"_b{i}.png").read_bytes()))
+    for i in range(n):
+        a_bytes, b_bytes = blobs[i % len(blobs)]
+        (a_dir / f"{i:05d}.png").write_bytes(a_bytes)
+        (b_dir / f"{i:05d}.png").write_bytes(b_bytes)
+    return a_dir, b_dir
+
+
+def end_to_end(n: int, size: tuple[int, int], extra: list[str]) -> dict:
+    """Run ``mmfuse run`` as a subprocess over ``n`` pairs; wall time (minus start-up) and the child's peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        a_dir, b_dir = make_folder(root, n, size)
+        flags = ["--a-blur", "1.5", "--a-scale", "2", "--a-noise", "0.05", "--b-blur", "1.5", "--b-noise", "0.05"]
+        probe = "import sys,time,resource; from mmfuse_cli.cli import main; t=time.perf_counter(); sys.argv=['mmfuse']+sys.argv[1:];\ntry:\n main()\nexcept SystemExit as e:\n code=e.code\nprint('ELAPSED', time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+        cmd = [sys.executable, "-c", probe, "run", str(a_dir), str(b_dir), "-o", str(root / "out"), "-q", *flags, *extra]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = [x for x in proc.stderr.splitlines() if x.startswith("ELAPSED")]
+        if proc.returncode != 0 or not line:
+            raise RuntimeError(f"mmfuse run failed: {proc.stderr[-2000:]}")
+        _, elapsed, rss_kb = line[-1].split()
+        return {"pairs": n, "seconds": float(elapsed), "pairs_per_s": n / float(elapsed), "peak_rss_mb": int(rss_kb) / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model", default=None, help="checkpoint NAME or PATH (default: bundled ivif)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    model = load_checkpoint(resolve_checkpoint(args.model, task="ivif"), device=device)
+    info = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} logical CPUs".strip(),
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "params": model.parameter_count(),
+    }
+    print(json.dumps(info))
+
+    def factory(steps: int) -> Fuser:
+        return Fuser(model, device, steps=steps, precision=args.precision)
+
+    sizes = [(480, 640)] if args.quick else [(480, 640), (768, 1024)]
+    step_list = [3] if args.quick else [1, 2, 3, 4, 5]
+    batches = [1] if args.quick else [1, 2, 4]
+    table = []
+    print("\nmodel only (decode/encode excluded), median pairs/s")
+    print(f"{'size':>9} {'T':>2} {'batch':>5} {'pairs/s':>8} {'s/pair':>7}")
+    for h, w in sizes:
+        for steps in step_list:
+            for batch in batches if steps == 3 else [1]:
+                pps = model_only(factory, (h, w), steps, batch, args.repeats)
+                table.append({"size": f"{w}x{h}", "steps": steps, "batch": batch, "pairs_per_s": pps})
+                print(f"{w:>4}x{h:<4} {steps:>2} {batch:>5} {pps:8.2f} {1 / pps:7.3f}")
+
+    print("\nend to end (`mmfuse run` on a folder of PNGs, 640x480 output, T = 3) vs model only")
+    n_small, n_large = (50, 200) if args.quick else (100, 1000)
+    model_pps = next(r["pairs_per_s"] for r in table if r["size"] == "640x480" and r["steps"] == 3 and r["batch"] == 1)
+    e2e = end_to_end(n_small, (480, 640), [])
+    efficiency = e2e["pairs_per_s"] / model_pps
+    print(f"  {n_small} pairs: {e2e['pairs_per_s']:.2f} pairs/s end to end, model only {model_pps:.2f} -> efficiency {efficiency:.2f}")
+
+    print("\npeak RSS vs run length (small 160x128 pairs, so that 1000 pairs stay quick)")
+    rss = [end_to_end(n, (128, 160), []) for n in (n_small, n_large)]
+    for r in rss:
+        print(f"  {r['pairs']:>5} pairs: peak RSS {r['peak_rss_mb']:.0f} MB, {r['pairs_per_s']:.1f} pairs/s")
+    result = {**info, "model_only": table, "end_to_end": e2e, "efficiency": efficiency, "rss": rss}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"speed-{info['date']}-{device.type}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
