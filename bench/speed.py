@@ -110,6 +110,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--rss-pairs", default=None, help="run lengths for the RSS check, e.g. 100,2000")
+    parser.add_argument("--skip-model", action="store_true", help="only the end-to-end and RSS parts")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -133,7 +135,7 @@ def main() -> None:
     table = []
     print("\nmodel only (decode/encode excluded), median pairs/s")
     print(f"{'size':>9} {'T':>2} {'batch':>5} {'pairs/s':>8} {'s/pair':>7}")
-    for h, w in sizes:
+    for h, w in sizes if not args.skip_model else []:
         for steps in step_list:
             for batch in batches if steps == 3 else [1]:
                 pps = model_only(factory, (h, w), steps, batch, args.repeats)
@@ -142,6 +144,10 @@ def main() -> None:
 
     print("\nend to end (`mmfuse run` on a folder of PNGs, 640x480 output, T = 3) vs model only")
     n_small, n_large = (50, 200) if args.quick else (100, 1000)
+    if args.rss_pairs:
+        n_small, n_large = (int(x) for x in args.rss_pairs.split(","))
+    if args.skip_model:
+        table.append({"size": "640x480", "steps": 3, "batch": 1, "pairs_per_s": model_only(factory, (480, 640), 3, 1, args.repeats)})
     model_pps = next(r["pairs_per_s"] for r in table if r["size"] == "640x480" and r["steps"] == 3 and r["batch"] == 1)
     e2e = end_to_end(n_small, (480, 640), [])
     efficiency = e2e["pairs_per_s"] / model_pps

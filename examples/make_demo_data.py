@@ -1,8 +1,9 @@
 """Generate a small demo set of clean infrared/visible-like pairs (no dataset images are shipped).
 
 The visible images are crops of photographs that scikit-image ships (astronaut, coffee, chelsea, rocket);
-the "infrared" partner is synthesised from the same scene: inverted, smoothed luminance with a few warm
-blobs, so the pair shares structure but differs in content, as real IR/VIS pairs do.
+the "infrared" partner is synthesised from the same scene: smoothed, contrast-compressed luminance with a few
+warm blobs (objects the visible camera does not show), so the pair shares structure but differs in content, as
+real IR/VIS pairs do.
 
 Usage: python examples/make_demo_data.py demo/clean      (writes demo/clean/ir/*.png and demo/clean/vi/*.png)
 """
@@ -23,7 +24,7 @@ def synthetic_infrared(rgb: np.ndarray, seed: int) -> np.ndarray:
     """A thermal-looking gray image (float32 [0, 1]) derived from an RGB scene."""
     rng = np.random.default_rng(seed)
     lum = rgb_to_ycbcr(rgb)[..., 0]
-    ir = 0.6 * gaussian_filter(1.0 - lum, 2.0)
+    ir = 0.15 + 0.45 * gaussian_filter(lum, 2.0) ** 1.5
     h, w = lum.shape
     yy, xx = np.mgrid[0:h, 0:w]
     for _ in range(3):

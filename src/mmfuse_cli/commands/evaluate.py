@@ -1,0 +1,135 @@
+"""``mmfuse evaluate FUSED --a A --b B``: objective fusion metrics per pair, plus their mean."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from mmfuse_cli.evaluate import EvalJob, evaluate_folders, match_folders, mean_row, result_row
+from mmfuse_cli.files import atomic_write_text
+from mmfuse_cli.metrics import REGISTRY, resolve_names
+from mmfuse_cli.reporting import (
+    EXIT_ITEMS_FAILED,
+    EXIT_USAGE,
+    RowSink,
+    exit_code,
+    json_line,
+    progress_bar,
+    report_error,
+    report_warning,
+    rows_to_csv,
+    stderr_console,
+)
+
+
+def evaluate(
+    fused_dir: Path = typer.Argument(..., help="Folder of fused images (colour is scored on its luminance)."),
+    a_dir: Path = typer.Option(..., "--a", "--ir", help="Folder of source A images (infrared / MRI)."),
+    b_dir: Path = typer.Option(..., "--b", "--vis", help="Folder of source B images (visible / CT, PET, SPECT)."),
+    a_clean: Path | None = typer.Option(None, "--a-clean", help="Clean references of A (adds PSNR_A, SSIM_A ...)."),
+    b_clean: Path | None = typer.Option(None, "--b-clean", help="Clean references of B (give both or neither)."),
+    metrics: str = typer.Option("default", "-m", "--metrics",
+                                help="Comma-separated metric names, case-insensitive; or default, all, liu."),
+    convention: str = typer.Option("cdd", "--convention", help="Toolbox definitions: cdd, tang, vifb or liu."),
+    against: str = typer.Option("auto", "--against",
+                                help="Source metrics against the given sources or the clean ones: auto, given, clean."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write the rows to this file instead of stdout."),
+    json_out: bool = typer.Option(False, "--json", help="JSON Lines instead of CSV."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Match files in sub-folders too."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table (errors still print)."),
+) -> None:
+    """Score every fused image against its sources (matched by file stem); rows + mean as CSV or JSON Lines."""
+    console = stderr_console(quiet)
+    try:
+        folders = {"fused": fused_dir, "a": a_dir, "b": b_dir}
+        folders.update({k: v for k, v in (("a_clean", a_clean), ("b_clean", b_clean)) if v is not None})
+        job = EvalJob(folders, resolve_names(metrics), convention, against, recursive)
+        if output is not None and not output.parent.is_dir():
+            raise ValueError(f"{output.parent}: output folder does not exist")
+        items, unfused = match_folders(job)
+    except (ValueError, OSError) as exc:
+        report_error(console, str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    sink = RowSink(json_stdout=json_out and output is None)
+    if not items:
+        report_error(console, f"{fused_dir}: no images to evaluate")
+        raise typer.Exit(EXIT_ITEMS_FAILED)
+    if unfused:
+        shown = ", ".join(unfused[:5]) + (" ..." if len(unfused) > 5 else "")
+        report_warning(console, f"{len(unfused)} source pair(s) have no fused image in {fused_dir}, not evaluated: {shown}")
+    with progress_bar(console, len(items), f"evaluate ({len(job.columns)} metrics)") as bar:
+
+        def on_item(result):
+            if result.failed:
+                report_error(console, result.reason)
+            sink.emit(result_row(result, job))
+            bar.advance()
+
+        results = evaluate_folders(job, on_item, items)
+    sink.emit(mean_row(results, job))
+    try:
+        _write_rows(sink.rows, output, json_out)
+    except OSError as exc:
+        report_error(console, f"{output}: cannot write ({exc.strerror or exc})")
+        raise typer.Exit(EXIT_ITEMS_FAILED) from None
+    if not quiet:
+        for table in _tables(sink.rows, job, console.width):
+            console.print(table)
+    raise typer.Exit(exit_code(results))
+
+
+def _write_rows(rows: list[dict[str, Any]], output: Path | None, json_out: bool) -> None:
+    if output is not None:
+        text = "".join(json_line(r) + "\n" for r in rows) if json_out else rows_to_csv(rows)
+        atomic_write_text(output, text)
+    elif not json_out:
+        sys.stdout.write(rows_to_csv(rows))
+        sys.stdout.flush()
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.4f}"
+
+
+def _tables(rows: list[dict[str, Any]], job: EvalJob, width: int) -> list[Table]:
+    """The rows as rich tables on stderr: as many metric columns per table as fit ``width`` (item column
+    repeated), the mean row last and bold."""
+    labels = [_label(row) for row in rows]
+    item_w = max(len("item"), *(len(x) for x in labels)) + 3
+    headers = {n: f"{n} {'↑' if REGISTRY[n].higher_is_better else '↓'}" for n in job.columns}
+    widths = {n: max(len(headers[n]), *(len(_fmt(r[n])) for r in rows)) + 3 for n in job.columns}
+    chunks: list[list[str]] = [[]]
+    used = item_w + 1  # + the table's left border
+    for name in job.columns:
+        if chunks[-1] and used + widths[name] > width - 1:
+            chunks.append([])
+            used = item_w + 1
+        chunks[-1].append(name)
+        used += widths[name]
+    title = f"fusion metrics: {job.convention} convention, vs {job.reference} sources"
+    tables = []
+    for chunk in chunks:
+        table = Table(title=title if not tables else None)
+        table.add_column("item", no_wrap=True)
+        for name in chunk:
+            table.add_column(headers[name], justify="right", no_wrap=True)
+        for i, (row, label) in enumerate(zip(rows, labels, strict=True)):
+            table.add_row(label, *(_fmt(row[n]) for n in chunk), style="bold" if row["item"] == "mean" else None,
+                          end_section=i == len(rows) - 2)
+        tables.append(table)
+    return tables
+
+
+def _label(row: dict[str, Any]) -> str:
+    if row["item"] == "mean":
+        return f"mean ({row['reason']})"
+    return row["item"] + (" (failed)" if row["status"] == "failed" else "")
