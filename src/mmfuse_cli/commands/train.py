@@ -29,11 +29,16 @@ def train(
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Save resumable state every N steps."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and export) after this long."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    src_loss: str = typer.Option("log", "--src-loss", help="Source term: log (per-sample log-L1) or l1."),
+    observation_bits: int = typer.Option(8, "--observation-bits", help="Quantise synthetic observations (0 = off)."),
 ) -> None:
     """Train the fusion model end to end on clean pairs degraded on the fly; resumes from OUT/state.safetensors."""
     console = stderr_console()
     if task not in TASK_SPLITS:
         report_error(console, f"--task must be one of {', '.join(TASK_SPLITS)}, got {task!r}")
+        raise typer.Exit(EXIT_USAGE)
+    if src_loss not in ("log", "l1"):
+        report_error(console, f"--src-loss must be log or l1, got {src_loss!r}")
         raise typer.Exit(EXIT_USAGE)
     if crop % 8 or crop < 32:
         report_error(console, f"--crop must be a multiple of 8 and >= 32, got {crop}")
@@ -54,6 +59,8 @@ def train(
         checkpoint_every=checkpoint_every,
         max_minutes=max_minutes,
         threads=threads,
+        src_loss=src_loss,
+        observation_bits=observation_bits,
     )
     try:
         run_training(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
