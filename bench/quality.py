@@ -230,6 +230,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--figures", type=Path, default=None, help="folder for one PNG per split")
+    parser.add_argument("--tag", default="", help="suffix of the output file names (to run splits in parallel)")
     args = parser.parse_args()
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
@@ -246,7 +247,7 @@ def main() -> None:
             split, args.data, args.limit, methods, scenarios, args.seed, fusers, lambda s: print(s, file=sys.stderr, flush=True)
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = date.today().isoformat()
+    stamp = date.today().isoformat() + (f"-{args.tag}" if args.tag else "")
     serialisable = {s: {k: v for k, v in r.items() if k != "examples"} for s, r in all_results.items()}
     meta = {"date": stamp, "seed": args.seed, "limit": args.limit, "minutes": round((time.time() - started) / 60, 1)}
     (args.out / f"quality-{stamp}.json").write_text(json.dumps({"meta": meta, "results": serialisable}, indent=2))
