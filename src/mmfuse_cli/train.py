@@ -7,9 +7,10 @@ runs, and the loss of DESIGN.md is taken on its output:
 * IVIF: ``S + 5 |f - max(x1c, x2c)| + 1 | |grad f| - max(|grad x1c|, |grad x2c|) |``
 * MIF:  ``S + (1 - SSIM(f, x1c)) + (1 - SSIM(f, x2c)) + 5 |f - max(x1c, x2c)|``
 
-with the source term ``S = 5 (|x1 - x1c| + |x2 - x2c|)`` (``src_loss="l1"``, the authors' weights) or
-``S = 0.25 mean_i [log(|x1_i - x1c_i| + 1e-3) + log(|x2_i - x2c_i| + 1e-3)]`` per sample (``"log"``, default:
-balances easy and hard degradation draws).
+with the source term ``S = 5 (|x1 - x1c| + |x2 - x2c|)`` (``src_loss="l1"``, the authors' weights; default,
+used for the shipped checkpoints) or ``S = 0.25 mean_i [log(|x1_i - x1c_i| + 1e-3) + log(|x2_i - x2c_i| + 1e-3)]``
+per sample (``"log"``, an experiment meant to balance easy and hard draws; it did worse after 1,000 steps, see
+docs/TRAINING.md).
 
 (``c`` = clean; Sobel gradients; L1 means.) Everything random is drawn from generators seeded by
 ``(seed, step)``, so a run is deterministic on CPU for a seed and resumes bit-exactly from its state file.
@@ -81,9 +82,9 @@ class TrainConfig:
     max_noise: float = 0.10
     max_blur: float = 2.5
     w_src: float = 5.0
-    src_loss: str = "log"  # "l1": w_src * L1; "log": w_log * mean over samples of log(L1_i + 1e-3)
+    src_loss: str = "l1"  # "l1": w_src * L1; "log": w_log * mean over samples of log(L1_i + 1e-3)
     w_log: float = 0.25
-    observation_bits: int = 8  # quantise synthetic observations like the 8-bit files they stand for (0 = off)
+    observation_bits: int = 0  # quantise synthetic observations like the 8-bit files they stand for (0 = off)
     w_int: float = 5.0
     w_grad: float = 1.0
     extra: dict = field(default_factory=dict)

@@ -29,8 +29,8 @@ def train(
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Save resumable state every N steps."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and export) after this long."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
-    src_loss: str = typer.Option("log", "--src-loss", help="Source term: log (per-sample log-L1) or l1."),
-    observation_bits: int = typer.Option(8, "--observation-bits", help="Quantise synthetic observations (0 = off)."),
+    src_loss: str = typer.Option("l1", "--src-loss", help="Source term: l1 (authors' weights) or log (per-sample log-L1)."),
+    observation_bits: int = typer.Option(0, "--observation-bits", help="Quantise synthetic observations to N bits (0 = off)."),
 ) -> None:
     """Train the fusion model end to end on clean pairs degraded on the fly; resumes from OUT/state.safetensors."""
     console = stderr_console()
