@@ -211,7 +211,7 @@ def save_figures(all_results: dict, out_dir: Path) -> list[Path]:
                     ax.set_ylabel(scenario)
         fig.tight_layout()
         path = out_dir / f"quality-{split}.png"
-        fig.savefig(path, dpi=80)
+        fig.savefig(path, dpi=60)
         plt.close(fig)
         paths.append(path)
     return paths
