@@ -92,7 +92,14 @@ def end_to_end(n: int, size: tuple[int, int], extra: list[str]) -> dict:
         root = Path(tmp)
         a_dir, b_dir = make_folder(root, n, size)
         flags = ["--a-blur", "1.5", "--a-scale", "2", "--a-noise", "0.05", "--b-blur", "1.5", "--b-noise", "0.05"]
-        probe = "import sys,time,resource; from mmfuse_cli.cli import main; t=time.perf_counter(); sys.argv=['mmfuse']+sys.argv[1:];\ntry:\n main()\nexcept SystemExit as e:\n code=e.code\nprint('ELAPSED', time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+        # VmHWM (this process's own peak RSS); getrusage's ru_maxrss would include the parent's peak, which
+        # Linux carries across fork + exec.
+        probe = (
+            "import sys, time, re\nfrom mmfuse_cli.cli import main\nt = time.perf_counter()\n"
+            "sys.argv = ['mmfuse'] + sys.argv[1:]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+            "print('ELAPSED', time.perf_counter() - t, hwm, file=sys.stderr)"
+        )
         cmd = [sys.executable, "-c", probe, "run", str(a_dir), str(b_dir), "-o", str(root / "out"), "-q", *flags, *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = [x for x in proc.stderr.splitlines() if x.startswith("ELAPSED")]
