@@ -23,7 +23,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from mmfuse_cli.sampler import DenoiserInputs, SamplerParameters
@@ -210,5 +209,4 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint_metadata",
     "save_checkpoint",
-    "save_file",
 ]

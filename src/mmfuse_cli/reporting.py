@@ -44,6 +44,7 @@ class ItemResult:
     seconds: float = 0.0
     output: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    fatal: bool = False  # the failure will hit every later item too (e.g. a full disk): the batch should stop
 
     @property
     def failed(self) -> bool:

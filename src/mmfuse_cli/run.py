@@ -18,11 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from mmfuse_cli.files import remove_stale_temporaries
 from mmfuse_cli.fuse import FusedPair, Fuser, FusionError, check_sizes
-from mmfuse_cli.io import ImageError, LoadedImage, read_image, to_gray, write_image
+from mmfuse_cli.io import ImageError, LoadedImage, read_image, write_image
+from mmfuse_cli.metrics import no_reference_metrics
 from mmfuse_cli.operators import Degradation
 from mmfuse_cli.pairing import Pair
 from mmfuse_cli.reporting import ItemResult
@@ -134,21 +133,12 @@ def _write(loaded: _Loaded, fused: FusedPair, options: RunOptions, seconds: floa
     except (OSError, ImageError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         fatal = isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRORS
-        result = ItemResult(key, "failed", f"{target}: cannot write ({reason})", seconds + time.perf_counter() - start)
-        result.fatal = fatal  # type: ignore[attr-defined]
-        return result
+        elapsed = seconds + time.perf_counter() - start
+        return ItemResult(key, "failed", f"{target}: cannot write ({reason})", elapsed, fatal=fatal)
     extra: dict = {"a": str(loaded.pair.a), "b": str(loaded.pair.b)}
     if options.metrics:
-        extra.update(_no_reference(fused.fused))
+        extra.update(no_reference_metrics(fused.fused))
     return ItemResult(key, "ok", "", seconds + time.perf_counter() - start, str(target), extra)
-
-
-def _no_reference(fused: np.ndarray) -> dict[str, float]:
-    try:
-        from mmfuse_cli.metrics import no_reference_metrics
-    except ImportError:  # metrics module not installed in this build
-        return {}
-    return no_reference_metrics(to_gray(fused))
 
 
 def run_pairs(
@@ -169,12 +159,12 @@ def run_pairs(
 
     def emit(result: ItemResult) -> None:
         results.append(result)
-        if getattr(result, "fatal", False) and not stop_reason:
+        if result.fatal and not stop_reason:
             stop_reason.append(result.reason)
         if on_result:
             on_result(result)
 
-    pairs = list(pairs) if not isinstance(pairs, list) else pairs
+    pairs = list(pairs)
 
     sidecars = SidecarCache()
     pending_writes: deque[Future] = deque()
