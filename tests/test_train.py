@@ -51,6 +51,45 @@ def test_training_is_deterministic_resumable_and_exports_metadata(data_root, tmp
     assert float(a["net.head.weight"].abs().sum()) > 0
 
 
+def test_init_from_grows_a_checkpoint_without_changing_its_output_then_fine_tunes(data_root, tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from mmfuse_cli.fuse import Fuser
+    from mmfuse_cli.model import FusionModel, ModelConfig
+    from mmfuse_cli.operators import Degradation
+    from mmfuse_cli.train import initialise_from
+
+    train(_cfg(data_root, tmp_path / "base", 4), log=lambda s: None)
+    base_path = tmp_path / "base/model.safetensors"
+    base = load_checkpoint(base_path)
+    grown = FusionModel(dataclasses.replace(base.config, blocks_per_level=3))
+    copied, new = initialise_from(grown, base_path)
+    assert copied == len(base.state_dict()) and new > 0
+    rng = np.random.default_rng(0)
+    a, b = rng.random((40, 56), dtype=np.float32), rng.random((40, 56), dtype=np.float32)
+    d = Degradation(blur=1.0, noise=0.03)
+    before, after = Fuser(base).fuse(a, b, d, d), Fuser(grown.eval()).fuse(a, b, d, d)
+    assert np.array_equal(before.fused, after.fused) and np.array_equal(before.a, after.a)
+
+    # a smaller network or another task cannot take the checkpoint
+    with pytest.raises(ValueError, match="does not fit"):
+        initialise_from(FusionModel(dataclasses.replace(base.config, base_channels=2)), base_path)
+    with pytest.raises(ValueError, match="cannot start a mif run"):
+        initialise_from(FusionModel(dataclasses.replace(base.config, task="mif")), base_path)
+
+    # fine-tuning through train(): starts from the checkpoint, records it, and changes the new blocks
+    cfg = dataclasses.replace(_cfg(data_root, tmp_path / "ft", 2), blocks_per_level=3, init_from=str(base_path))
+    lines = []
+    train(cfg, log=lines.append)
+    assert any("initialised from" in line for line in lines)
+    tuned = load_checkpoint(tmp_path / "ft/model.safetensors")
+    assert json.loads(tuned.metadata["train_config"])["init_from"] == str(base_path)
+    new_conv = tuned.state_dict()["net.down_blocks.0.2.conv2.weight"]
+    assert float(new_conv.abs().sum()) > 0
+
+
 def test_random_degradations_cover_every_kind_within_range():
     import numpy as np
 

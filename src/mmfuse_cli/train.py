@@ -35,7 +35,7 @@ from safetensors.torch import save as save_bytes
 
 from mmfuse_cli.files import atomic_write_bytes
 from mmfuse_cli.io import read_image, to_gray
-from mmfuse_cli.model import FusionModel, ModelConfig, save_checkpoint
+from mmfuse_cli.model import FiLMResBlock, FusionModel, ModelConfig, load_checkpoint, save_checkpoint
 from mmfuse_cli.operators import Degradation, degrade_tensor
 from mmfuse_cli.pairing import pair_folders
 from mmfuse_cli.sampler import Observation, ObservationBatch, sample
@@ -73,6 +73,7 @@ class TrainConfig:
     base_channels: int = 16
     levels: int = 4
     blocks_per_level: int = 1
+    init_from: str | None = None  # checkpoint NAME or PATH to start from (fine-tune / grow); ignored on resume
     val_every: int = 200
     checkpoint_every: int = 100
     val_fraction: float = 0.1
@@ -301,6 +302,36 @@ def _load_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer) -> i
     return step
 
 
+def initialise_from(model: FusionModel, checkpoint: Path) -> tuple[int, int]:
+    """Copy a trained checkpoint into ``model`` (same task, same or larger architecture), keeping its function.
+
+    Every tensor whose name and shape match is copied. Residual blocks the checkpoint does not have (a model grown
+    with more ``blocks_per_level``) get a zero second convolution, so they start as the identity and the grown
+    model computes exactly what the checkpoint computes; training then gives them something to do.
+
+    Returns:
+        (tensors copied, tensors left new).
+
+    Raises:
+        ValueError: other task, or a checkpoint tensor that has no place in ``model`` (a smaller architecture).
+    """
+    source = load_checkpoint(checkpoint)
+    if source.config.task != model.config.task:
+        raise ValueError(f"{checkpoint}: a {source.config.task} checkpoint cannot start a {model.config.task} run")
+    target = model.state_dict()
+    copied = {}
+    for name, tensor in source.state_dict().items():
+        if name not in target or target[name].shape != tensor.shape:
+            raise ValueError(f"{checkpoint}: tensor {name} {tuple(tensor.shape)} does not fit the new model")
+        copied[name] = tensor
+    model.load_state_dict(copied, strict=False)
+    for block_name, block in model.named_modules():
+        if isinstance(block, FiLMResBlock) and f"{block_name}.conv2.weight" not in copied:
+            torch.nn.init.zeros_(block.conv2.weight)
+            torch.nn.init.zeros_(block.conv2.bias)
+    return len(copied), len(target) - len(copied)
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """Short linear warm-up, then multi-step decay (x0.5 at 60 % and 85 % of the run)."""
     warm = min(1.0, (step + 1) / 100)
@@ -343,8 +374,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     if state_path.exists():
         step = _load_state(state_path, model, opt)
         log(f"resumed from {state_path} at step {step}")
-    elif log_path.exists():
-        log_path.unlink()
+    else:
+        if log_path.exists():
+            log_path.unlink()
+        if cfg.init_from:
+            from mmfuse_cli.weights import resolve_checkpoint
+
+            source = resolve_checkpoint(cfg.init_from, task=cfg.task, progress=False)
+            copied, new = initialise_from(model, source)
+            log(f"initialised from {source}: {copied} tensors copied, {new} new (identity residual blocks)")
     val = make_validation_set(val_pairs, cfg)
     started = time.time()
     elapsed_before = _elapsed_in_log(log_path)

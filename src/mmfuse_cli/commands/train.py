@@ -25,6 +25,10 @@ def train(
     sampler_steps: int = typer.Option(3, "--sampler-steps", help="Sampler steps T unrolled in training."),
     base_channels: int = typer.Option(16, "--base-channels", help="U-Net width at full resolution."),
     levels: int = typer.Option(4, "--levels", help="U-Net resolution levels."),
+    blocks_per_level: int = typer.Option(1, "--blocks-per-level", help="Residual blocks per U-Net level."),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", help="Start from this checkpoint (NAME or PATH): fine-tune, or grow with more blocks."
+    ),
     val_every: int = typer.Option(200, "--val-every", help="Validate every N steps."),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Save resumable state every N steps."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and export) after this long."),
@@ -55,6 +59,8 @@ def train(
         sampler_steps=sampler_steps,
         base_channels=base_channels,
         levels=levels,
+        blocks_per_level=blocks_per_level,
+        init_from=init_from,
         val_every=val_every,
         checkpoint_every=checkpoint_every,
         max_minutes=max_minutes,
