@@ -57,7 +57,7 @@ def test_init_from_grows_a_checkpoint_without_changing_its_output_then_fine_tune
     import numpy as np
 
     from mmfuse_cli.fuse import Fuser
-    from mmfuse_cli.model import FusionModel, ModelConfig
+    from mmfuse_cli.model import FusionModel
     from mmfuse_cli.operators import Degradation
     from mmfuse_cli.train import initialise_from
 
