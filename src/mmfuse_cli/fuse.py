@@ -16,9 +16,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from mmfuse_cli.degradation import Degradation
 from mmfuse_cli.io import rgb_to_ycbcr, ycbcr_to_rgb
 from mmfuse_cli.model import FusionModel
-from mmfuse_cli.operators import Degradation
 from mmfuse_cli.sampler import DampingMode, Observation, ObservationBatch, SampleOutput, is_finite, sample
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]

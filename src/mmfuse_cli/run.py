@@ -18,11 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmfuse_cli.degradation import Degradation
 from mmfuse_cli.files import remove_stale_temporaries
 from mmfuse_cli.fuse import FusedPair, Fuser, FusionError, check_sizes
 from mmfuse_cli.io import ImageError, LoadedImage, read_image, write_image
 from mmfuse_cli.metrics import no_reference_metrics
-from mmfuse_cli.operators import Degradation
 from mmfuse_cli.pairing import Pair
 from mmfuse_cli.reporting import ItemResult
 from mmfuse_cli.sidecar import SIDECAR_NAME, SidecarError, read_sidecar

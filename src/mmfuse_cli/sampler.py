@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmfuse_cli.operators import Degradation
+from mmfuse_cli.degradation import Degradation
 
 DampingMode = Literal["learned", "ddnm", "none"]
 

@@ -25,8 +25,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mmfuse_cli import __version__
+from mmfuse_cli.degradation import Degradation
 from mmfuse_cli.files import atomic_write_text
-from mmfuse_cli.operators import Degradation
 
 SIDECAR_NAME = "degradation.json"
 SCHEMA = "mmfuse.degradation"

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmfuse_cli.degrade import DegradeJob, degrade_folder
-from mmfuse_cli.operators import Degradation
+from mmfuse_cli.degradation import Degradation
 from mmfuse_cli.pairing import list_images
 from mmfuse_cli.reporting import (
     EXIT_USAGE,
@@ -32,6 +31,8 @@ def degrade(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Degrade every image: blur -> downsample -> noise -> clip; write same names + degradation.json."""
+    from mmfuse_cli.degrade import DegradeJob, degrade_folder  # torch: imported on use, keeps --help fast
+
     console = stderr_console(quiet)
     try:
         degradation = Degradation(blur=blur, scale=scale, noise=noise)

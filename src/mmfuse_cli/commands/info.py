@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import platform
 
-from mmfuse_cli.device import describe_device, resolve_device
-
 
 def info() -> None:
     """Print versions, the auto-detected device (cuda if available, else cpu) and the CPU threads used."""
@@ -15,6 +13,7 @@ def info() -> None:
     import torch
 
     from mmfuse_cli import __version__
+    from mmfuse_cli.device import describe_device, resolve_device
 
     device = resolve_device("auto")
     lines = [

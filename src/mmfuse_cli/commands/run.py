@@ -8,10 +8,7 @@ from typing import Optional
 
 import typer
 
-from mmfuse_cli.device import resolve_device
-from mmfuse_cli.fuse import Fuser
-from mmfuse_cli.model import CheckpointError, load_checkpoint
-from mmfuse_cli.operators import Degradation
+from mmfuse_cli.degradation import Degradation
 from mmfuse_cli.pairing import Pair, pair_folders, parse_pair_lines
 from mmfuse_cli.reporting import (
     EXIT_ITEMS_FAILED,
@@ -24,9 +21,7 @@ from mmfuse_cli.reporting import (
     report_warning,
     stderr_console,
 )
-from mmfuse_cli.run import OUTPUT_FORMATS, RunOptions, run_pairs
 from mmfuse_cli.sidecar import SidecarError, find_sidecar
-from mmfuse_cli.weights import WeightsError, resolve_checkpoint
 
 TASKS = ("ivif", "mif")
 
@@ -68,6 +63,13 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Restore and fuse every pair of A_DIR and B_DIR (or --pairs), writing OUT/<stem>.<format> and run.csv."""
+    # torch and the model are imported here, not at module level, so `mmfuse --help` stays fast
+    from mmfuse_cli.device import resolve_device
+    from mmfuse_cli.fuse import Fuser
+    from mmfuse_cli.model import CheckpointError, load_checkpoint
+    from mmfuse_cli.run import OUTPUT_FORMATS, RunOptions, run_pairs
+    from mmfuse_cli.weights import WeightsError, resolve_checkpoint
+
     console = stderr_console(quiet)
     try:
         if task is not None and task not in TASKS:

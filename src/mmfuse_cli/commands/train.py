@@ -9,8 +9,6 @@ from typing import Optional
 import typer
 
 from mmfuse_cli.reporting import EXIT_USAGE, report_error, stderr_console
-from mmfuse_cli.train import TASK_SPLITS, TrainConfig
-from mmfuse_cli.train import train as run_training
 
 
 def train(
@@ -37,6 +35,9 @@ def train(
     observation_bits: int = typer.Option(0, "--observation-bits", help="Quantise synthetic observations to N bits (0 = off)."),
 ) -> None:
     """Train the fusion model end to end on clean pairs degraded on the fly; resumes from OUT/state.safetensors."""
+    from mmfuse_cli.train import TASK_SPLITS, TrainConfig  # torch: imported on use, keeps --help fast
+    from mmfuse_cli.train import train as run_training
+
     console = stderr_console()
     if task not in TASK_SPLITS:
         report_error(console, f"--task must be one of {', '.join(TASK_SPLITS)}, got {task!r}")

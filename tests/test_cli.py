@@ -1,0 +1,19 @@
+"""The command line stays quick to start: help, version and weights do not pay for importing torch."""
+
+import subprocess
+import sys
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = "import sys, mmfuse_cli.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_degradation_is_usable_without_torch_and_builds_its_operator_on_demand():
+    code = (
+        "import sys; from mmfuse_cli.degradation import Degradation; d = Degradation(blur=1.5, scale=2);"
+        "assert 'torch' not in sys.modules; op = d.operator(); print(type(op).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "Composite"
