@@ -112,3 +112,44 @@ def test_losses_are_zero_for_perfect_output_and_ssim_is_one_for_identical():
     cfg = TrainConfig()
     losses = fusion_loss(Out, x, x, "ivif", cfg)
     assert float(losses["src"]) == 0 and float(losses["int"]) == 0 and float(losses["grad"]) < 1e-3
+
+
+def test_training_on_your_own_folders_skips_unusable_pairs_with_a_reason(data_root, tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    a_dir, b_dir = tmp_path / "mine/ir", tmp_path / "mine/vis"
+    a_dir.mkdir(parents=True)
+    b_dir.mkdir(parents=True)
+    for i in range(5):
+        write_image(a_dir / f"p{i}.png", smooth_scene(48, 64, seed=i), 8)
+        write_image(b_dir / f"p{i}.png", smooth_scene(48, 64, seed=50 + i), 8)
+    write_image(a_dir / "odd.png", np.zeros((48, 64), np.float32), 8)  # partner has another size
+    write_image(b_dir / "odd.png", np.zeros((40, 64), np.float32), 8)
+    write_image(a_dir / "tiny.png", np.zeros((16, 16), np.float32), 8)  # smaller than the crop
+    write_image(b_dir / "tiny.png", np.zeros((16, 16), np.float32), 8)
+    cfg = dataclasses.replace(
+        _cfg(tmp_path / "nowhere", tmp_path / "run", 2), folders=[[str(a_dir), str(b_dir)]]
+    )
+    lines = []
+    train(cfg, log=lines.append)
+    assert any("odd.png" in line and "partner" in line for line in lines)
+    assert any("tiny.png" in line and "smaller than the 32-pixel crop" in line for line in lines)
+    assert any("4 training pairs, 1 validation pairs" in line for line in lines)
+    meta = load_checkpoint(tmp_path / "run/model.safetensors").metadata
+    assert json.loads(meta["data"]) == [f"{a_dir}|{b_dir}"]
+
+
+def test_train_command_rejects_unmatched_folder_lists(tmp_path):
+    from typer.testing import CliRunner
+
+    from mmfuse_cli.cli import app
+
+    (tmp_path / "a").mkdir()
+    result = CliRunner().invoke(app, ["train", "--task", "ivif", "--a", str(tmp_path / "a"), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "one --b folder per --a folder" in result.output
+    result = CliRunner().invoke(
+        app, ["train", "--task", "ivif", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "none"), "-o", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "not a folder" in result.output

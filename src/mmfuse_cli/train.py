@@ -62,6 +62,7 @@ class TrainConfig:
 
     task: str = "ivif"
     data: str = "../shared/data"
+    folders: list[list[str]] = field(default_factory=list)  # [[a_dir, b_dir], ...] instead of data's task splits
     out_dir: str = "runs/ivif"
     steps: int = 4000
     batch: int = 8
@@ -101,23 +102,46 @@ class PairImages:
     b: np.ndarray
 
 
-def load_pairs(data_root: Path, task: str) -> list[PairImages]:
-    """All training pairs of ``task`` as gray float32 arrays (luminance of colour images)."""
-    if task not in TASK_SPLITS:
-        raise ValueError(f"unknown task {task!r} (expected one of {', '.join(TASK_SPLITS)})")
+def training_folders(cfg: TrainConfig) -> list[tuple[Path, Path]]:
+    """The (a_dir, b_dir) folders a run trains on: ``cfg.folders`` if given, else the task's splits under ``data``."""
+    if cfg.folders:
+        return [(Path(a), Path(b)) for a, b in cfg.folders]
+    if cfg.task not in TASK_SPLITS:
+        raise ValueError(f"unknown task {cfg.task!r} (expected one of {', '.join(TASK_SPLITS)})")
+    root = Path(cfg.data)
+    return [(root / a, root / b) for a, b in TASK_SPLITS[cfg.task]]
+
+
+def load_pairs(
+    folders: list[tuple[Path, Path]],
+    min_size: int = 0,
+    log: Callable[[str], None] = print,
+    root: Path | None = None,
+) -> list[PairImages]:
+    """Every pair of aligned clean images in ``folders`` (paired by stem) as gray float32 arrays in [0, 1].
+
+    Missing folders are skipped (a data root may lack a split). Pairs whose two images differ in size, or that are
+    smaller than ``min_size`` on a side, are left out with one log line each. Keys are ``a_dir/stem`` with
+    ``a_dir`` relative to ``root`` when it lies below it (the validation hold-out is chosen by sorted key).
+    """
     pairs: list[PairImages] = []
-    for a_rel, b_rel in TASK_SPLITS[task]:
-        a_dir, b_dir = data_root / a_rel, data_root / b_rel
+    for a_dir, b_dir in folders:
         if not a_dir.is_dir() or not b_dir.is_dir():
             continue
         for pair in pair_folders(a_dir, b_dir).pairs:
             a = to_gray(read_image(pair.a).pixels)
             b = to_gray(read_image(pair.b).pixels)
             if a.shape != b.shape:
+                log(f"skipped {pair.a}: {a.shape[1]}x{a.shape[0]} but its partner {pair.b} is {b.shape[1]}x{b.shape[0]}")
                 continue
-            pairs.append(PairImages(f"{a_rel}/{pair.key}", a, b))
+            if min(a.shape) < min_size:
+                log(f"skipped {pair.a}: {a.shape[1]}x{a.shape[0]} is smaller than the {min_size}-pixel crop")
+                continue
+            label = a_dir.relative_to(root).as_posix() if root and a_dir.is_relative_to(root) else str(a_dir)
+            pairs.append(PairImages(f"{label}/{pair.key}", a, b))
     if not pairs:
-        raise ValueError(f"no training pairs for task {task!r} under {data_root}")
+        shown = ", ".join(f"{a} + {b}" for a, b in folders)
+        raise ValueError(f"no usable training pairs in {shown}")
     return pairs
 
 
@@ -354,7 +378,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pairs = load_pairs(Path(cfg.data), cfg.task)
+    folders = training_folders(cfg)
+    pairs = load_pairs(folders, cfg.crop, log, root=Path(cfg.data))
     train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
     log(f"task {cfg.task}: {len(train_pairs)} training pairs, {len(val_pairs)} validation pairs")
     model = FusionModel(
@@ -429,7 +454,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
         export_path,
         {
             "train_config": asdict(cfg),
-            "data": [f"{a}|{b}" for a, b in TASK_SPLITS[cfg.task]],
+            "data": [f"{a}|{b}" for a, b in folders],
             "train_pairs": len(train_pairs),
             "steps_trained": step,
             "seed": cfg.seed,

@@ -14,6 +14,12 @@ from mmfuse_cli.reporting import EXIT_USAGE, report_error, stderr_console
 def train(
     task: str = typer.Option(..., "--task", help="ivif (IR + visible) or mif (functional/CT + MRI)."),
     data: Path = typer.Option(Path("../shared/data"), "--data", help="Data root laid out like shared/data."),
+    a_dirs: Optional[list[Path]] = typer.Option(
+        None, "--a", help="Folder of clean source-a images to train on instead of --data's splits (repeatable)."
+    ),
+    b_dirs: Optional[list[Path]] = typer.Option(
+        None, "--b", help="Folder of the matching clean source-b images, paired by stem (one per --a)."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (state, log, model). Default runs/TASK."),
     steps: int = typer.Option(4000, "--steps", help="Optimizer steps."),
     batch: int = typer.Option(8, "--batch", help="Crops per step."),
@@ -45,12 +51,20 @@ def train(
     if src_loss not in ("log", "l1"):
         report_error(console, f"--src-loss must be log or l1, got {src_loss!r}")
         raise typer.Exit(EXIT_USAGE)
+    if len(a_dirs or []) != len(b_dirs or []):
+        report_error(console, f"give one --b folder per --a folder (got {len(a_dirs or [])} --a, {len(b_dirs or [])} --b)")
+        raise typer.Exit(EXIT_USAGE)
+    for folder in [*(a_dirs or []), *(b_dirs or [])]:
+        if not folder.is_dir():
+            report_error(console, f"{folder}: not a folder")
+            raise typer.Exit(EXIT_USAGE)
     if crop % 8 or crop < 32:
         report_error(console, f"--crop must be a multiple of 8 and >= 32, got {crop}")
         raise typer.Exit(EXIT_USAGE)
     cfg = TrainConfig(
         task=task,
         data=str(data),
+        folders=[[str(a), str(b)] for a, b in zip(a_dirs or [], b_dirs or [], strict=True)],
         out_dir=str(out or Path("runs") / task),
         steps=steps,
         batch=batch,
