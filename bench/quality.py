@@ -119,9 +119,13 @@ def run_method(method: str, fuser: Fuser, ya, yb, da: Degradation, db: Degradati
     return rule(pa, pb), *restored
 
 
-def evaluate_split(split, data, limit, methods, scenarios, seed, fusers, log) -> dict:
+def evaluate_split(split, data, limit, methods, scenarios, seed, fusers, log, reused: dict | None = None) -> dict:
+    """Scores of every method on one split. ``reused``: {scenario: {method: summary}} taken from an earlier run
+    (same seed, limit and code, so the same degraded inputs) instead of recomputed; those methods run on the
+    first pair only, for the figure."""
     task = SPLITS[split][0]
     pairs = load_clean_pairs(data, split, limit)
+    reused = reused or {}
     results: dict = {}
     examples: dict = {}
     for scenario in scenarios:
@@ -131,6 +135,11 @@ def evaluate_split(split, data, limit, methods, scenarios, seed, fusers, log) ->
         for key, ca, cb in pairs:
             ya, yb = observe(ca, da, key, "a", seed), observe(cb, db, key, "b", seed)
             for method in methods:
+                if method in reused.get(scenario, {}):
+                    if key == pairs[0][0]:
+                        fused, _, _ = run_method(method, fusers[task], ya, yb, da, db)
+                        examples.setdefault(scenario, {"a": ya, "b": yb, "clean_a": ca, "clean_b": cb})[method] = fused
+                    continue
                 start = time.perf_counter()
                 fused, ra, rb = run_method(method, fusers[task], ya, yb, da, db)
                 timing[method].append(time.perf_counter() - start)
@@ -143,6 +152,9 @@ def evaluate_split(split, data, limit, methods, scenarios, seed, fusers, log) ->
                     examples.setdefault(scenario, {"a": ya, "b": yb, "clean_a": ca, "clean_b": cb})[method] = fused
         summary = {}
         for method, rows in per_method.items():
+            if method in reused.get(scenario, {}):
+                summary[method] = reused[scenario][method]
+                continue
             keys = rows[0].keys()
             summary[method] = {k: _mean([r[k] for r in rows]) for k in keys}
             summary[method]["seconds"] = statistics.median(timing[method])
@@ -231,6 +243,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--figures", type=Path, default=None, help="folder for one PNG per split")
     parser.add_argument("--tag", default="", help="suffix of the output file names (to run splits in parallel)")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="earlier quality-*.json (same --seed and --limit): take the --reuse-methods scores from it",
+    )
+    parser.add_argument("--reuse-methods", default="cascade", help="methods whose scores --reuse takes (not the model)")
     args = parser.parse_args()
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
@@ -240,16 +259,36 @@ def main() -> None:
     for task, name in (("ivif", args.ivif_model), ("mif", args.mif_model)):
         if any(SPLITS[s][0] == task for s in splits):
             fusers[task] = Fuser(load_checkpoint(resolve_checkpoint(name, task=task)), "cpu", steps=args.steps)
+    previous: dict = {}
+    if args.reuse:
+        earlier = json.loads(args.reuse.read_text())
+        if earlier["meta"]["seed"] != args.seed or earlier["meta"]["limit"] != args.limit:
+            parser.error(f"{args.reuse}: made with another --seed/--limit, its scores are not comparable")
+        keep = {m.strip() for m in args.reuse_methods.split(",")} - {"mmfuse"}
+        previous = {
+            split: {sc: {m: v for m, v in summ.items() if m in keep} for sc, summ in res["scenarios"].items()}
+            for split, res in earlier["results"].items()
+        }
     started = time.time()
     all_results = {}
     for split in splits:
         all_results[split] = evaluate_split(
-            split, args.data, args.limit, methods, scenarios, args.seed, fusers, lambda s: print(s, file=sys.stderr, flush=True)
+            split,
+            args.data,
+            args.limit,
+            methods,
+            scenarios,
+            args.seed,
+            fusers,
+            lambda s: print(s, file=sys.stderr, flush=True),
+            reused=previous.get(split),
         )
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = date.today().isoformat() + (f"-{args.tag}" if args.tag else "")
     serialisable = {s: {k: v for k, v in r.items() if k != "examples"} for s, r in all_results.items()}
     meta = {"date": stamp, "seed": args.seed, "limit": args.limit, "minutes": round((time.time() - started) / 60, 1)}
+    if args.reuse:
+        meta["reused"] = {"from": args.reuse.name, "methods": args.reuse_methods}
     (args.out / f"quality-{stamp}.json").write_text(json.dumps({"meta": meta, "results": serialisable}, indent=2))
     report = markdown_tables(all_results)
     (args.out / f"quality-{stamp}.md").write_text(report)
