@@ -19,6 +19,8 @@ import math
 from pathlib import Path
 
 TARGET_GAIN_DB = 2.0
+# Fused-image metrics where higher is better against the clean sources (no-reference EN/SD/SF reward noise).
+QUALITY_METRICS = ["Q_MI", "Q_NCIE", "Qabf", "Q_P", "Q_CB", "Q_Y", "VIF", "SSIM"]
 
 
 def load_results(paths: list[Path]) -> dict:
@@ -107,6 +109,29 @@ def before_after_table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
+def cascade_table(results: dict) -> str:
+    """Per scenario: on how many of :data:`QUALITY_METRICS` (summed over splits) mmfuse beats the cascade."""
+    wins: dict[str, list[int]] = {}
+    for res in results.values():
+        for scenario, summary in res["scenarios"].items():
+            if "cascade" not in summary or scenario == "clean":
+                continue
+            won = sum(summary["mmfuse"][m] > summary["cascade"][m] for m in QUALITY_METRICS)
+            entry = wins.setdefault(scenario, [0, 0, 0])
+            entry[0] += won
+            entry[1] += len(QUALITY_METRICS)
+            entry[2] += won > len(QUALITY_METRICS) / 2
+    rows = [
+        f"| scenario | metrics where mmfuse beats the cascade ({', '.join(QUALITY_METRICS)}; all splits) "
+        "| splits where mmfuse wins most of them |",
+        "|---|---|---|",
+    ]
+    splits = len(results)
+    for scenario, (won, total, split_wins) in wins.items():
+        rows.append(f"| {scenario} | {won} of {total} | {split_wins} of {splits} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", type=Path, help="quality-*.json files (merged)")
@@ -114,6 +139,8 @@ def main() -> None:
     args = parser.parse_args()
     after = load_results(args.results)
     print(headline_table(after))
+    print()
+    print(cascade_table(after))
     if args.before:
         print()
         print(before_after_table(load_results(args.before), after))

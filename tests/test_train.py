@@ -1,5 +1,6 @@
 """Training on a tiny generated data set: determinism, resume, export (CI must not train for long)."""
 
+import hashlib
 import json
 
 import pytest
@@ -85,7 +86,9 @@ def test_init_from_grows_a_checkpoint_without_changing_its_output_then_fine_tune
     train(cfg, log=lines.append)
     assert any("initialised from" in line for line in lines)
     tuned = load_checkpoint(tmp_path / "ft/model.safetensors")
-    assert json.loads(tuned.metadata["train_config"])["init_from"] == str(base_path)
+    recorded = json.loads(tuned.metadata["train_config"])
+    assert recorded["init_from"] == str(base_path)
+    assert recorded["init_from_sha256"] == hashlib.sha256(base_path.read_bytes()).hexdigest()
     new_conv = tuned.state_dict()["net.down_blocks.0.2.conv2.weight"]
     assert float(new_conv.abs().sum()) > 0
 

@@ -20,6 +20,7 @@ pickled. Source ``a`` is the IR / functional image (CT, PET, SPECT), ``b`` the v
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -75,6 +76,7 @@ class TrainConfig:
     levels: int = 4
     blocks_per_level: int = 1
     init_from: str | None = None  # checkpoint NAME or PATH to start from (fine-tune / grow); ignored on resume
+    init_from_sha256: str | None = None  # set by train(): the exact file init_from named (names can be re-pointed)
     val_every: int = 200
     checkpoint_every: int = 100
     val_fraction: float = 0.1
@@ -309,11 +311,14 @@ def _save_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer, step
     atomic_write_bytes(path, save_bytes(tensors, metadata=meta))
 
 
-def _load_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer) -> int:
+def _load_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer) -> tuple[int, dict]:
+    """Restore model and Adam moments; returns (step, the run's stored config as a dict)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        step = int(handle.metadata()["step"])
+        meta = handle.metadata()
+    step = int(meta["step"])
+    stored = json.loads(meta.get("config", "{}"))
     tensors = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     for name, p in model.named_parameters():
@@ -323,7 +328,7 @@ def _load_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer) -> i
                 "exp_avg": tensors[f"adam.{name}.exp_avg"].clone(),
                 "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"].clone(),
             }
-    return step
+    return step, stored
 
 
 def initialise_from(model: FusionModel, checkpoint: Path) -> tuple[int, int]:
@@ -397,7 +402,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     state_path, log_path = out_dir / "state.safetensors", out_dir / "log.jsonl"
     step = 0
     if state_path.exists():
-        step = _load_state(state_path, model, opt)
+        step, stored = _load_state(state_path, model, opt)
+        if cfg.init_from_sha256 is None:
+            cfg.init_from_sha256 = stored.get("init_from_sha256")
         log(f"resumed from {state_path} at step {step}")
     else:
         if log_path.exists():
@@ -407,6 +414,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
 
             source = resolve_checkpoint(cfg.init_from, task=cfg.task, progress=False)
             copied, new = initialise_from(model, source)
+            cfg.init_from_sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
             log(f"initialised from {source}: {copied} tensors copied, {new} new (identity residual blocks)")
     val = make_validation_set(val_pairs, cfg)
     started = time.time()
