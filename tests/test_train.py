@@ -92,6 +92,21 @@ def test_init_from_grows_a_checkpoint_without_changing_its_output_then_fine_tune
     new_conv = tuned.state_dict()["net.down_blocks.0.2.conv2.weight"]
     assert float(new_conv.abs().sum()) > 0
 
+    # resuming needs no architecture flags (taken from the state) and keeps the record of the start
+    resumed_cfg = dataclasses.replace(cfg, steps=3, base_channels=None, levels=None, blocks_per_level=None, init_from=None)
+    resumed_cfg.init_from_sha256 = None
+    train(resumed_cfg, log=lambda s: None)
+    resumed = load_checkpoint(tmp_path / "ft/model.safetensors")
+    assert resumed.config.blocks_per_level == 3 and resumed.config.base_channels == base.config.base_channels
+    assert json.loads(resumed.metadata["train_config"])["init_from_sha256"] == recorded["init_from_sha256"]
+
+    # fine-tuning without architecture flags takes the checkpoint's architecture
+    plain = dataclasses.replace(
+        _cfg(data_root, tmp_path / "plain", 1), base_channels=None, levels=None, init_from=str(base_path)
+    )
+    train(plain, log=lambda s: None)
+    assert load_checkpoint(tmp_path / "plain/model.safetensors").config == base.config
+
 
 def test_random_degradations_cover_every_kind_within_range():
     import numpy as np
@@ -156,3 +171,17 @@ def test_train_command_rejects_unmatched_folder_lists(tmp_path):
         app, ["train", "--task", "ivif", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "none"), "-o", str(tmp_path)]
     )
     assert result.exit_code == 2 and "not a folder" in result.output
+
+
+def test_small_sets_still_hold_out_one_validation_pair_and_a_single_pair_is_refused():
+    import numpy as np
+
+    from mmfuse_cli.train import PairImages, split_pairs
+
+    pairs = [PairImages(f"k{i}", np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32)) for i in range(4)]
+    train_set, val = split_pairs(pairs, 0.1)
+    assert [p.key for p in val] == ["k2"] and len(train_set) == 3
+    big = [PairImages(f"k{i:02d}", pairs[0].a, pairs[0].b) for i in range(20)]
+    assert [p.key for p in split_pairs(big, 0.1)[1]] == ["k05", "k15"]  # unchanged for sets that reach it
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        split_pairs(pairs[:1], 0.1)

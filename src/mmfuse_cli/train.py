@@ -20,7 +20,6 @@ pickled. Source ``a`` is the IR / functional image (CT, PET, SPECT), ``b`` the v
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -36,7 +35,14 @@ from safetensors.torch import save as save_bytes
 
 from mmfuse_cli.files import atomic_write_bytes
 from mmfuse_cli.io import read_image, to_gray
-from mmfuse_cli.model import FiLMResBlock, FusionModel, ModelConfig, load_checkpoint, save_checkpoint
+from mmfuse_cli.model import (
+    FiLMResBlock,
+    FusionModel,
+    ModelConfig,
+    load_checkpoint,
+    read_checkpoint_metadata,
+    save_checkpoint,
+)
 from mmfuse_cli.operators import Degradation, degrade_tensor
 from mmfuse_cli.pairing import pair_folders
 from mmfuse_cli.sampler import Observation, ObservationBatch, sample
@@ -71,10 +77,11 @@ class TrainConfig:
     lr: float = 2e-4
     sampler_lr_scale: float = 20.0
     seed: int = 0
-    sampler_steps: int = 3
-    base_channels: int = 16
-    levels: int = 4
-    blocks_per_level: int = 1
+    # Architecture; None = as the run being resumed, else as the --init-from checkpoint, else ARCHITECTURE_DEFAULTS.
+    sampler_steps: int | None = None
+    base_channels: int | None = None
+    levels: int | None = None
+    blocks_per_level: int | None = None
     init_from: str | None = None  # checkpoint NAME or PATH to start from (fine-tune / grow); ignored on resume
     init_from_sha256: str | None = None  # set by train(): the exact file init_from named (names can be re-pointed)
     val_every: int = 200
@@ -92,6 +99,22 @@ class TrainConfig:
     w_int: float = 5.0
     w_grad: float = 1.0
     extra: dict = field(default_factory=dict)
+
+
+ARCHITECTURE_DEFAULTS = {"base_channels": 16, "levels": 4, "blocks_per_level": 1, "sampler_steps": 3}
+
+
+def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfig:
+    """Complete ``cfg``'s unset architecture fields (in place) from ``known`` or the defaults; the model's config.
+
+    ``known`` is the architecture of the run being resumed or of the ``init_from`` checkpoint, so that fine-tuning
+    or resuming needs no architecture flags, while an explicit value (e.g. more ``blocks_per_level``) wins.
+    """
+    for name, default in ARCHITECTURE_DEFAULTS.items():
+        if getattr(cfg, name) is None:
+            from_known = getattr(known, "steps" if name == "sampler_steps" else name) if known else None
+            setattr(cfg, name, from_known if from_known is not None else default)
+    return ModelConfig(cfg.base_channels, cfg.levels, cfg.blocks_per_level, cfg.sampler_steps, cfg.task)
 
 
 # --- data ---------------------------------------------------------------------------------------------------
@@ -148,11 +171,18 @@ def load_pairs(
 
 
 def split_pairs(pairs: list[PairImages], val_fraction: float) -> tuple[list[PairImages], list[PairImages]]:
-    """Deterministic hold-out: every ``round(1 / val_fraction)``-th pair (sorted by key) goes to validation."""
+    """Deterministic hold-out: every ``round(1 / val_fraction)``-th pair (sorted by key) goes to validation.
+
+    A set too small to reach the first hold-out position still gives up its middle pair, so that validation is
+    never empty; fewer than 2 pairs raise ``ValueError``.
+    """
     ordered = sorted(pairs, key=lambda p: p.key)
+    if len(ordered) < 2:
+        raise ValueError(f"training needs at least 2 pairs (one is held out for validation), found {len(ordered)}")
     every = max(2, round(1 / val_fraction))
-    val = [p for i, p in enumerate(ordered) if i % every == every // 2]
-    train = [p for i, p in enumerate(ordered) if i % every != every // 2]
+    held = every // 2 if len(ordered) > every // 2 else len(ordered) // 2
+    val = [p for i, p in enumerate(ordered) if i % every == held]
+    train = [p for i, p in enumerate(ordered) if i % every != held]
     return train, val
 
 
@@ -311,14 +341,20 @@ def _save_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer, step
     atomic_write_bytes(path, save_bytes(tensors, metadata=meta))
 
 
-def _load_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer) -> tuple[int, dict]:
-    """Restore model and Adam moments; returns (step, the run's stored config as a dict)."""
+def _stored_config(path: Path) -> dict:
+    """The TrainConfig (as a dict) saved with a run's state (header only)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata()
-    step = int(meta["step"])
-    stored = json.loads(meta.get("config", "{}"))
+        return json.loads(handle.metadata()["config"])
+
+
+def _load_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer) -> int:
+    """Restore model and Adam moments; returns the step."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        step = int(handle.metadata()["step"])
     tensors = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     for name, p in model.named_parameters():
@@ -328,7 +364,7 @@ def _load_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer) -> t
                 "exp_avg": tensors[f"adam.{name}.exp_avg"].clone(),
                 "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"].clone(),
             }
-    return step, stored
+    return step
 
 
 def initialise_from(model: FusionModel, checkpoint: Path) -> tuple[int, int]:
@@ -387,9 +423,24 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     pairs = load_pairs(folders, cfg.crop, log, root=Path(cfg.data))
     train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
     log(f"task {cfg.task}: {len(train_pairs)} training pairs, {len(val_pairs)} validation pairs")
-    model = FusionModel(
-        ModelConfig(cfg.base_channels, cfg.levels, cfg.blocks_per_level, cfg.sampler_steps, cfg.task)
-    )
+    state_path, log_path = out_dir / "state.safetensors", out_dir / "log.jsonl"
+    resuming, source = state_path.exists(), None
+    if resuming:
+        stored = _stored_config(state_path)
+        known = ModelConfig(
+            stored["base_channels"], stored["levels"], stored["blocks_per_level"], stored["sampler_steps"], cfg.task
+        )
+        if cfg.init_from_sha256 is None:
+            cfg.init_from_sha256 = stored.get("init_from_sha256")
+    elif cfg.init_from:
+        from mmfuse_cli.weights import resolve_checkpoint, sha256_file
+
+        source = resolve_checkpoint(cfg.init_from, task=cfg.task, progress=False)
+        known = ModelConfig.from_json(read_checkpoint_metadata(source)["config"])
+        cfg.init_from_sha256 = sha256_file(source)
+    else:
+        known = None
+    model = FusionModel(fill_architecture(cfg, known))
     # The sampler's few scalars (schedule, damping) get a larger step than the network's weights: at the
     # network's rate they would barely move in a CPU-sized run.
     opt = torch.optim.Adam(
@@ -399,23 +450,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
         ],
         lr=cfg.lr,
     )
-    state_path, log_path = out_dir / "state.safetensors", out_dir / "log.jsonl"
     step = 0
-    if state_path.exists():
-        step, stored = _load_state(state_path, model, opt)
-        if cfg.init_from_sha256 is None:
-            cfg.init_from_sha256 = stored.get("init_from_sha256")
+    if resuming:
+        step = _load_state(state_path, model, opt)
         log(f"resumed from {state_path} at step {step}")
     else:
         if log_path.exists():
             log_path.unlink()
-        if cfg.init_from:
-            from mmfuse_cli.weights import resolve_checkpoint
-
-            source = resolve_checkpoint(cfg.init_from, task=cfg.task, progress=False)
+        if source is not None:
             copied, new = initialise_from(model, source)
-            cfg.init_from_sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
-            log(f"initialised from {source}: {copied} tensors copied, {new} new (identity residual blocks)")
+            grown = f", {new} new (residual blocks that start as the identity)" if new else ""
+            log(f"initialised from {source}: {copied} tensors copied{grown}")
     val = make_validation_set(val_pairs, cfg)
     started = time.time()
     elapsed_before = _elapsed_in_log(log_path)

@@ -26,10 +26,16 @@ def train(
     crop: int = typer.Option(96, "--crop", help="Crop size in pixels (multiple of 8)."),
     lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed of all randomness (deterministic on CPU)."),
-    sampler_steps: int = typer.Option(3, "--sampler-steps", help="Sampler steps T unrolled in training."),
-    base_channels: int = typer.Option(16, "--base-channels", help="U-Net width at full resolution."),
-    levels: int = typer.Option(4, "--levels", help="U-Net resolution levels."),
-    blocks_per_level: int = typer.Option(1, "--blocks-per-level", help="Residual blocks per U-Net level."),
+    sampler_steps: Optional[int] = typer.Option(
+        None, "--sampler-steps", help="Sampler steps T unrolled in training [default: 3, or as --init-from]."
+    ),
+    base_channels: Optional[int] = typer.Option(
+        None, "--base-channels", help="U-Net width at full resolution [default: 16, or as --init-from]."
+    ),
+    levels: Optional[int] = typer.Option(None, "--levels", help="U-Net resolution levels [default: 4, or as --init-from]."),
+    blocks_per_level: Optional[int] = typer.Option(
+        None, "--blocks-per-level", help="Residual blocks per U-Net level [default: 1, or as --init-from]."
+    ),
     init_from: Optional[str] = typer.Option(
         None, "--init-from", help="Start from this checkpoint (NAME or PATH): fine-tune, or grow with more blocks."
     ),
