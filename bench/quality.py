@@ -103,7 +103,7 @@ def pseudo_inverse(y: np.ndarray, degradation: Degradation) -> np.ndarray:
 def run_method(method: str, fuser: Fuser, ya, yb, da: Degradation, db: Degradation):
     """Returns (fused, restored_a or None, restored_b or None), all (H, W) float32 [0, 1]."""
     if method == "mmfuse":
-        out = fuser.fuse(ya, yb, da, db)
+        out = fuser.fuse(ya, yb, da, db, bits=(8, 8))  # the observations are 8-bit files
         return out.fused, out.a, out.b
     if method == "cascade":
         fused, ra, rb = alternatives.cascade(ya, da, yb, db)

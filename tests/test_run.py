@@ -148,3 +148,27 @@ def test_pairs_from_stdin_and_json_lines_through_a_real_shell(pairs, checkpoint,
     assert [r["status"] for r in lines] == ["ok"] * 3
     assert sorted(r["item"] for r in lines) == ["p0", "p1", "p2"]
     assert "fused 3 pair(s)" in proc.stderr  # humans read stderr; stdout is data only
+
+
+def test_run_tells_the_model_each_files_bit_depth(tmp_path, checkpoint):
+    from mmfuse_cli.model import load_checkpoint
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    write_image(a / "p8.png", camera(32, 32), 8)
+    write_image(b / "p8.png", camera(32, 32)[::-1].copy(), 8)
+    write_image(a / "p16.png", camera(32, 32), 16)
+    write_image(b / "p16.png", camera(32, 32)[::-1].copy(), 8)
+    fuser = Fuser(load_checkpoint(checkpoint))
+    seen = {}
+    original = fuser.fuse_batch
+
+    def recording(a_list, b_list, deg_a, deg_b, bits=(8, 8)):
+        seen[len(seen)] = bits
+        return original(a_list, b_list, deg_a, deg_b, bits)
+
+    fuser.fuse_batch = recording
+    results = run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "out", batch=4))
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert sorted(seen.values()) == [(8, 8), (16, 8)]  # and the two depths were not batched together

@@ -141,10 +141,57 @@ def test_ddnm_damping_rule():
 
 def test_learned_damping_is_noise_aware_and_schedule_interpolates():
     params = SamplerParameters(3)
-    u, v = (t.detach() for t in params.damping_params())
+    u, v, w = params.damping_params()
+    assert w is None  # not quantisation-aware
+    u, v = u.detach(), v.detach()
     lam = torch.sigmoid(u[0, 0] - v[0, 0] * torch.tensor([0.0, 0.05, 0.1]) / 0.05)
     assert float(lam[0]) > float(lam[1]) > float(lam[2])
     ab5 = params.abar(5).detach()
     assert ab5.shape == (6,) and float(ab5[0]) == 1.0
     assert float(ab5[-1]) == pytest.approx(float(params.abar().detach()[-1]), rel=1e-5)
     assert params.damping_params(1)[0].shape == (1, 2)
+
+
+def test_observations_know_their_rounding_noise():
+    y = torch.zeros(1, 1, 4, 4)
+    assert Observation(y, Degradation(), 8).quantisation == 1.0
+    assert Observation(y, Degradation(), 16).quantisation == pytest.approx(255 / 65535)
+    assert Observation(y, Degradation()).quantisation == 0.0
+    # 8-bit rounding: uniform error over one step of 1/255, std = step / sqrt(12)
+    assert Observation(y, Degradation(), 8).quantisation_std == pytest.approx(1 / (255 * 12**0.5))
+    batch = ObservationBatch([Observation(y, Degradation(noise=0.03), 8), Observation(y, Degradation(noise=0.03))])
+    assert batch.quantisation(2, "cpu").tolist() == [1.0, 0.0]
+    expected = [(0.03**2 + 1 / (255**2 * 12)) ** 0.5, 0.03]
+    assert batch.total_noise(2, "cpu").tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_quantisation_aware_damping_starts_neutral_and_learns_to_trust_rounded_deblurred_data_less():
+    params = SamplerParameters(3, quantisation_aware=True)
+    u, v, w = (t.detach() for t in params.damping_params())
+    assert w.shape == (3, 2, 2) and float(w.abs().sum()) == 0.0
+    # rows: exact + blurred, 8-bit + blurred, 8-bit + sharp
+    sigma = torch.zeros(3, 2)
+    q = torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    blur = torch.tensor([[0.6, 0.6], [0.6, 0.6], [0.0, 0.0]])
+    start1, _ = params.damping(1, u, v, w, sigma, q, blur)
+    assert torch.allclose(start1, torch.sigmoid(u[0, 0]).expand(3))  # w = 0: no change from the plain rule
+    with torch.no_grad():
+        params.damp_w[:, :, 1] = 4.0  # the "rounded AND blurred" term
+    lam1, lam2 = params.damping(1, *(t.detach() for t in params.damping_params()), sigma, q, blur)
+    assert float(lam1[0]) == pytest.approx(float(start1[0]))  # exact data: trusted as before
+    assert float(lam1[1]) < float(start1[1]) - 0.3  # rounded, deblurred: trusted less
+    assert float(lam1[2]) == pytest.approx(float(start1[2]))  # rounded but sharp: as before
+    assert params.damping_params(5)[2].shape == (5, 2, 2)  # interpolated for other step counts
+
+
+def test_the_denoiser_sees_each_sources_quantisation():
+    seen = []
+
+    class Recorder(ZeroDenoiser):
+        def __call__(self, z, inputs):
+            seen.append(inputs.quantisation.clone())
+            return super().__call__(z, inputs)
+
+    y = torch.from_numpy(camera(16, 16))[None, None]
+    sample(Recorder(), ObservationBatch(Observation(y, Degradation(), 8)), ObservationBatch(Observation(y, Degradation(), 16)), SamplerParameters(2))
+    assert len(seen) == 2 and seen[0][0].tolist() == pytest.approx([1.0, 255 / 65535])

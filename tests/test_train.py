@@ -185,3 +185,59 @@ def test_small_sets_still_hold_out_one_validation_pair_and_a_single_pair_is_refu
     assert [p.key for p in split_pairs(big, 0.1)[1]] == ["k05", "k15"]  # unchanged for sets that reach it
     with pytest.raises(ValueError, match="at least 2 pairs"):
         split_pairs(pairs[:1], 0.1)
+
+
+def test_observe_rounds_like_a_file_except_the_exact_fraction():
+    from mmfuse_cli.operators import Degradation
+    from mmfuse_cli.train import observe
+
+    clean = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    degs = [Degradation(blur=1.0)] * 8
+    rounded = observe(clean, degs, torch.Generator().manual_seed(1), bits=8, exact_fraction=0.0)
+    for obs in rounded.items:
+        assert obs.bits == 8 and torch.equal(obs.y, torch.round(obs.y * 255) / 255)
+    exact = observe(clean, degs, torch.Generator().manual_seed(1), bits=8, exact_fraction=1.0)
+    assert all(obs.bits == 0 for obs in exact.items)
+    assert not torch.equal(exact.items[0].y, torch.round(exact.items[0].y * 255) / 255)
+    mixed = observe(clean, degs, torch.Generator().manual_seed(1), bits=8, exact_fraction=0.5)
+    assert {obs.bits for obs in mixed.items} == {0, 8}
+    assert all(obs.bits == 0 for obs in observe(clean, degs, torch.Generator(), bits=0).items)
+
+
+def test_a_checkpoint_that_ignores_bit_depth_starts_an_aware_model_unchanged(data_root, tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from mmfuse_cli.fuse import Fuser
+    from mmfuse_cli.model import FusionModel
+    from mmfuse_cli.operators import Degradation
+    from mmfuse_cli.train import initialise_from
+
+    old_cfg = dataclasses.replace(_cfg(data_root, tmp_path / "old", 2), quantisation_aware=False, observation_bits=0)
+    train(old_cfg, log=lambda s: None)
+    old_path = tmp_path / "old/model.safetensors"
+    old = load_checkpoint(old_path)
+    assert not old.config.quantisation_aware and old.config.cond_dim == 8
+    aware = FusionModel(dataclasses.replace(old.config, quantisation_aware=True))
+    assert aware.config.cond_dim == 10
+    initialise_from(aware, old_path)
+    aware.eval()
+    rng = np.random.default_rng(0)
+    a, b = rng.random((40, 56), dtype=np.float32), rng.random((40, 56), dtype=np.float32)
+    d = Degradation(blur=1.5)
+    before = Fuser(old).fuse(a, b, d, d, bits=(8, 8))
+    after = Fuser(aware).fuse(a, b, d, d, bits=(8, 8))
+    assert np.allclose(before.fused, after.fused, atol=1e-6) and np.allclose(before.a, after.a, atol=1e-6)
+    # once the new terms are non-zero (as training makes them), 8-bit and 16-bit inputs are treated differently
+    with torch.no_grad():
+        aware.sampler.damp_w.fill_(2.0)
+    eight, sixteen = Fuser(aware).fuse(a, b, d, d, bits=(8, 8)), Fuser(aware).fuse(a, b, d, d, bits=(16, 16))
+    assert float(np.abs(eight.a - sixteen.a).max()) > 1e-3
+    # an aware checkpoint cannot go back into a model without the inputs
+    aware_path = tmp_path / "aware.safetensors"
+    from mmfuse_cli.model import save_checkpoint
+
+    save_checkpoint(aware, aware_path)
+    with pytest.raises(ValueError, match="does not fit"):
+        initialise_from(FusionModel(old.config), aware_path)

@@ -102,14 +102,24 @@ class Fuser:
 
     # -- public ---------------------------------------------------------------------------------------------
 
-    def fuse(self, a: np.ndarray, b: np.ndarray, deg_a: Degradation, deg_b: Degradation) -> FusedPair:
+    def fuse(
+        self, a: np.ndarray, b: np.ndarray, deg_a: Degradation, deg_b: Degradation, bits: tuple[int, int] = (8, 8)
+    ) -> FusedPair:
         """Fuse one pair (see the module docstring for shapes and colour)."""
-        return self.fuse_batch([a], [b], deg_a, deg_b)[0]
+        return self.fuse_batch([a], [b], deg_a, deg_b, bits)[0]
 
     def fuse_batch(
-        self, a_list: list[np.ndarray], b_list: list[np.ndarray], deg_a: Degradation, deg_b: Degradation
+        self,
+        a_list: list[np.ndarray],
+        b_list: list[np.ndarray],
+        deg_a: Degradation,
+        deg_b: Degradation,
+        bits: tuple[int, int] = (8, 8),
     ) -> list[FusedPair]:
-        """Fuse pairs that share sizes and degradations in one network batch.
+        """Fuse pairs that share sizes, degradations and bit depths in one network batch.
+
+        ``bits``: bit depth of the files ``a`` and ``b`` were read from (8 or 16; 0 = exact values), which tells
+        a quantisation-aware model how much rounding noise the observations carry.
 
         Raises:
             FusionError: sizes disagree, or the model produced NaN/inf (nothing should be written).
@@ -120,7 +130,7 @@ class Fuser:
                 raise FusionError("pairs in one batch must share sizes")
         ya = torch.from_numpy(np.stack([_luma(a) for a in a_list]))[:, None]
         yb = torch.from_numpy(np.stack([_luma(b) for b in b_list]))[:, None]
-        out = self._sample_tiled(ya.to(self.device), yb.to(self.device), deg_a, deg_b, grid)
+        out = self._sample_tiled(ya.to(self.device), yb.to(self.device), deg_a, deg_b, grid, bits)
         results = []
         for i, (a, b) in enumerate(zip(a_list, b_list)):
             fused_y = out.f[i, 0].float().clamp(0, 1).cpu().numpy()
@@ -136,8 +146,11 @@ class Fuser:
 
     # -- internals ------------------------------------------------------------------------------------------
 
-    def _run_sampler(self, ya: torch.Tensor, yb: torch.Tensor, deg_a: Degradation, deg_b: Degradation) -> SampleOutput:
-        oa, ob = ObservationBatch(Observation(ya, deg_a)), ObservationBatch(Observation(yb, deg_b))
+    def _run_sampler(
+        self, ya: torch.Tensor, yb: torch.Tensor, deg_a: Degradation, deg_b: Degradation, bits: tuple[int, int]
+    ) -> SampleOutput:
+        oa = ObservationBatch(Observation(ya, deg_a, bits[0]))
+        ob = ObservationBatch(Observation(yb, deg_b, bits[1]))
         with torch.inference_mode():
             if self.precision == "fp32":
                 out = sample(self.model.net, oa, ob, self.model.sampler, self.steps, self.damping)
@@ -152,10 +165,12 @@ class Fuser:
             raise FusionError("the model produced NaN or inf; no output written")
         return out
 
-    def _sample_tiled(self, ya, yb, deg_a: Degradation, deg_b: Degradation, grid: tuple[int, int]) -> SampleOutput:
+    def _sample_tiled(
+        self, ya, yb, deg_a: Degradation, deg_b: Degradation, grid: tuple[int, int], bits: tuple[int, int]
+    ) -> SampleOutput:
         height, width = grid
         if self.tile is None or (height <= self.tile and width <= self.tile):
-            return self._run_sampler(ya, yb, deg_a, deg_b)
+            return self._run_sampler(ya, yb, deg_a, deg_b, bits)
         unit = int(np.lcm(deg_a.scale, deg_b.scale))
         tile = max(unit, self.tile // unit * unit)
         overlap = max(unit, self.overlap // unit * unit)
@@ -168,7 +183,7 @@ class Fuser:
                 sa, sb = deg_a.scale, deg_b.scale
                 ta = ya[..., top // sa : (top + th) // sa, left // sa : (left + tw) // sa]
                 tb = yb[..., top // sb : (top + th) // sb, left // sb : (left + tw) // sb]
-                out = self._run_sampler(ta, tb, deg_a, deg_b)
+                out = self._run_sampler(ta, tb, deg_a, deg_b, bits)
                 ramp = _blend_ramp(th, tw, overlap, top > 0, left > 0, top + th < height, left + tw < width, ya.device)
                 block = torch.cat([out.x1, out.x2, out.f, out.m], dim=1)
                 acc[..., top : top + th, left : left + tw] += block * ramp

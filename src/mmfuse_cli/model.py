@@ -28,7 +28,7 @@ from torch import nn
 from mmfuse_cli.sampler import DenoiserInputs, SamplerParameters
 
 CHECKPOINT_FORMAT = "mmfuse.checkpoint"
-COND_DIM = 8  # 6 degradation descriptors + noise level + k/T
+COND_DIM = 8  # 6 degradation descriptors + noise level + k/T (+ 2 quantisation levels if quantisation-aware)
 
 
 class CheckpointError(ValueError):
@@ -45,6 +45,8 @@ class ModelConfig:
         blocks_per_level: residual blocks per level on the way down and up.
         steps: sampler steps T the model was trained with.
         task: ``ivif`` or ``mif``.
+        quantisation_aware: the network and the damping also see each observation's quantisation ``q``
+            (:attr:`mmfuse_cli.sampler.Observation.quantisation`); checkpoints older than this field are not.
     """
 
     base_channels: int = 16
@@ -52,6 +54,12 @@ class ModelConfig:
     blocks_per_level: int = 1
     steps: int = 3
     task: str = "ivif"
+    quantisation_aware: bool = False
+
+    @property
+    def cond_dim(self) -> int:
+        """Length of the network's conditioning vector."""
+        return COND_DIM + (2 if self.quantisation_aware else 0)
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
@@ -91,7 +99,7 @@ class FusionUNet(nn.Module):
         c, levels = config.base_channels, config.levels
         chans = [c * 2**i for i in range(levels)]
         self.size_multiple = 2 ** (levels - 1)
-        self.cond_mlp = nn.Sequential(nn.Linear(COND_DIM, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU())
+        self.cond_mlp = nn.Sequential(nn.Linear(config.cond_dim, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU())
         self.stem = nn.Conv2d(5, chans[0], 3, padding=1)
         self.down_blocks = nn.ModuleList()
         self.downsamplers = nn.ModuleList()
@@ -116,7 +124,11 @@ class FusionUNet(nn.Module):
             [inputs.noise_level.expand(n).to(z.dtype), torch.full((n,), inputs.step / inputs.steps, device=z.device)],
             dim=1,
         )
-        cond = self.cond_mlp(torch.cat([inputs.degradation.to(z.dtype), step_feats.to(z.dtype)], dim=1))
+        feats = [inputs.degradation.to(z.dtype), step_feats.to(z.dtype)]
+        if self.config.quantisation_aware:
+            quant = inputs.quantisation if inputs.quantisation is not None else z.new_zeros(n, 2)
+            feats.append(quant.to(z.dtype))
+        cond = self.cond_mlp(torch.cat(feats, dim=1))
         h = self.stem(torch.cat([z, inputs.pinv1.to(z.dtype), inputs.pinv2.to(z.dtype)], dim=1))
         skips = []
         for i, blocks in enumerate(self.down_blocks):
@@ -141,7 +153,7 @@ class FusionModel(nn.Module):
         super().__init__()
         self.config = config
         self.net = FusionUNet(config)
-        self.sampler = SamplerParameters(config.steps)
+        self.sampler = SamplerParameters(config.steps, config.quantisation_aware)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -181,7 +181,14 @@ def run_pairs(
                 break
             start = time.perf_counter()
             try:
-                fused = fuser.fuse_batch([g.a.pixels for g in group], [g.b.pixels for g in group], group[0].deg_a, group[0].deg_b)
+                first = group[0]
+                fused = fuser.fuse_batch(
+                    [g.a.pixels for g in group],
+                    [g.b.pixels for g in group],
+                    first.deg_a,
+                    first.deg_b,
+                    bits=(first.a.bit_depth, first.b.bit_depth),
+                )
             except (FusionError, ValueError, RuntimeError) as exc:
                 elapsed = time.perf_counter() - start
                 for g in group:
@@ -246,4 +253,4 @@ def _batches(loaded: Iterator[_Loaded], size: int) -> Iterator[list[_Loaded]]:
 
 
 def _signature(item: _Loaded) -> tuple:
-    return (item.a.pixels.shape[:2], item.b.pixels.shape[:2], item.deg_a, item.deg_b)
+    return (item.a.pixels.shape[:2], item.b.pixels.shape[:2], item.deg_a, item.deg_b, item.a.bit_depth, item.b.bit_depth)

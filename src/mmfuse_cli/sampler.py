@@ -11,6 +11,11 @@ estimate ``e`` ``(N, 3, H, W)`` and the fusion weight map ``m`` ``(N, 1, H, W)``
     z_k-1 = sqrt(abar_{k-1}) z0' + sqrt(1 - abar_{k-1}) e          # DDIM step (abar_0 = 1)
 
 Images are float32 in [0, 1]; noise levels ``sigma`` are in the same units.
+
+Quantisation: an observation read from an 8-bit file carries rounding noise (std ``1 / (255 sqrt 12)``) that the
+declared ``sigma`` does not include and that a deblurring pseudo-inverse amplifies. Each observation therefore
+knows the bit depth it came from (:attr:`Observation.bits`); a quantisation-aware model sees it as
+``q = 255 / (2^bits - 1)`` (1 for 8-bit, 0.004 for 16-bit, 0 for exact values) in its conditioning and damping.
 """
 
 from __future__ import annotations
@@ -36,10 +41,22 @@ class Observation:
         y: observation ``(N, 1, h, w)`` in [0, 1] on the sensor grid (``h = H / scale``), or ``(1, 1, h, w)``
             when it belongs to a single sample of a :class:`ObservationBatch` with mixed operators.
         degradation: the known degradation (blur, scale, noise sigma) that produced ``y``.
+        bits: bit depth of the integer samples ``y`` was read from (8, 16, ...); 0 = exact values (no rounding).
     """
 
     y: torch.Tensor
     degradation: Degradation
+    bits: int = 0
+
+    @property
+    def quantisation(self) -> float:
+        """``q = 255 / (2^bits - 1)``: 1 for 8-bit samples, 0.0039 for 16-bit, 0 for exact values."""
+        return 255.0 / (2**self.bits - 1) if self.bits else 0.0
+
+    @property
+    def quantisation_std(self) -> float:
+        """Std of the rounding noise, ``step / sqrt(12)`` in [0, 1] units (0 for exact values)."""
+        return self.quantisation / (255.0 * 12**0.5)
 
     def __post_init__(self) -> None:
         self.op = self.degradation.operator()
@@ -80,6 +97,17 @@ class ObservationBatch:
         values = [self.items[0].degradation.noise] * n if self.shared else [o.degradation.noise for o in self.items]
         return torch.tensor(values, dtype=torch.float32, device=device)
 
+    def quantisation(self, n: int, device) -> torch.Tensor:
+        """``q`` per sample (see :attr:`Observation.quantisation`), ``(N,)``."""
+        values = [self.items[0].quantisation] * n if self.shared else [o.quantisation for o in self.items]
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
+    def total_noise(self, n: int, device) -> torch.Tensor:
+        """Std of sensor noise and rounding noise together, ``sqrt(sigma^2 + quantisation_std^2)``, ``(N,)``."""
+        items = [self.items[0]] * n if self.shared else self.items
+        values = [(o.degradation.noise**2 + o.quantisation_std**2) ** 0.5 for o in items]
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
     def conditioning(self, n: int, device) -> torch.Tensor:
         """Degradation descriptors per sample, ``(N, 3)`` (see :meth:`Degradation.conditioning`)."""
         rows = [self.items[0].degradation.conditioning()] * n if self.shared else [
@@ -98,6 +126,7 @@ class DenoiserInputs:
         noise_level: ``sqrt(1 - abar_k)``, a scalar tensor.
         pinv1, pinv2: ``A1+ y1``, ``A2+ y2`` ``(N, 1, H, W)``.
         degradation: per-sample descriptors of both sources ``(N, 6)``.
+        quantisation: per-sample ``q`` of both sources ``(N, 2)`` (see :attr:`Observation.quantisation`).
     """
 
     step: int
@@ -106,6 +135,7 @@ class DenoiserInputs:
     pinv1: torch.Tensor
     pinv2: torch.Tensor
     degradation: torch.Tensor
+    quantisation: torch.Tensor | None = None
 
 
 class Denoiser(Protocol):
@@ -121,22 +151,27 @@ class SamplerParameters(nn.Module):
 
     * schedule: ``alpha_k = sigmoid(alpha_logit_k)`` in (0, 1), ``abar_k = prod_{j<=k} alpha_j``, ``abar_0 = 1``;
     * damping: ``lam_k,i = sigmoid(u_k,i - v_k,i * sigma_i / 0.05)`` per step k and source i (DESIGN.md run B;
-      initialised at u = 1, v = 3: lam = 0.73 for clean, 0.12 at sigma = 0.05).
+      initialised at u = 1, v = 3: lam = 0.73 for clean, 0.12 at sigma = 0.05). A quantisation-aware sampler
+      subtracts ``w_k,i,0 q_i + w_k,i,1 q_i b_i`` too (``q``: quantisation, ``b = blur / 2.5``), so that it can
+      trust rounded, deblurred data less than exact data; ``w`` starts at 0 (no change).
 
     For a step count other than the trained one, the schedule (log abar) and damping are interpolated over
     normalised time, so ``--steps`` can trade speed for quality without retraining.
     """
 
-    def __init__(self, steps: int = 3):
+    def __init__(self, steps: int = 3, quantisation_aware: bool = False):
         super().__init__()
         if steps < 1:
             raise ValueError("steps must be >= 1")
         self.steps = steps
+        self.quantisation_aware = quantisation_aware
         target = torch.linspace(0.9, 0.5, steps) if steps > 1 else torch.tensor([0.7])
         alphas = torch.cat([target[:1], target[1:] / target[:-1]])
         self.alpha_logit = nn.Parameter(torch.logit(alphas.clamp(1e-4, 1 - 1e-4)))
         self.damp_u = nn.Parameter(torch.full((steps, 2), 1.0))
         self.damp_v = nn.Parameter(torch.full((steps, 2), 3.0))
+        if quantisation_aware:
+            self.damp_w = nn.Parameter(torch.zeros(steps, 2, 2))
 
     def abar(self, steps: int | None = None) -> torch.Tensor:
         """Cumulative schedule ``[abar_0 = 1, abar_1, .., abar_T]``, shape ``(T + 1,)``."""
@@ -146,11 +181,21 @@ class SamplerParameters(nn.Module):
             return log_abar.exp()
         return _interp(log_abar, steps + 1).exp()
 
-    def damping_params(self, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(u, v)`` of shape ``(T, 2)`` for ``steps`` steps (row k-1 is step k)."""
+    def damping_params(self, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(u, v, w)`` of shapes ``(T, 2)``, ``(T, 2)``, ``(T, 2, 2)`` for ``steps`` steps (row k-1 is step k);
+        ``w`` is ``None`` for a sampler that is not quantisation-aware."""
+        w = getattr(self, "damp_w", None)
         if steps is None or steps == self.steps:
-            return self.damp_u, self.damp_v
-        return _interp(self.damp_u, steps), _interp(self.damp_v, steps)
+            return self.damp_u, self.damp_v, w
+        return _interp(self.damp_u, steps), _interp(self.damp_v, steps), None if w is None else _interp(w, steps)
+
+    def damping(self, k: int, u, v, w, sigma: torch.Tensor, q: torch.Tensor, blur: torch.Tensor) -> tuple:
+        """Learned ``(lam1, lam2)`` of step ``k`` from per-source ``(N, 2)`` noise, quantisation and blur/2.5."""
+        logits = u[k - 1] - v[k - 1] * sigma / 0.05
+        if w is not None:
+            logits = logits - w[k - 1, :, 0] * q - w[k - 1, :, 1] * q * blur
+        lam = torch.sigmoid(logits)
+        return lam[:, 0], lam[:, 1]
 
 
 def _interp(values: torch.Tensor, n: int) -> torch.Tensor:
@@ -249,9 +294,12 @@ def sample(
         )
     n, device = c1.shape[0], c1.device
     abar = params.abar(steps).to(device)
-    u, v = params.damping_params(steps)
-    sig1, sig2 = obs1.sigmas(n, device), obs2.sigmas(n, device)
-    cond = torch.cat([obs1.conditioning(n, device), obs2.conditioning(n, device)], dim=1)
+    damp_u, damp_v, damp_w = (None if t is None else t.to(device) for t in params.damping_params(steps))
+    sig = torch.stack([obs1.sigmas(n, device), obs2.sigmas(n, device)], dim=1)
+    quant = torch.stack([obs1.quantisation(n, device), obs2.quantisation(n, device)], dim=1)
+    cond1, cond2 = obs1.conditioning(n, device), obs2.conditioning(n, device)
+    blur = torch.stack([cond1[:, 1], cond2[:, 1]], dim=1)
+    cond = torch.cat([cond1, cond2], dim=1)
     multiple = getattr(denoiser, "size_multiple", 1)
     c1p, ph, pw = _pad_to_multiple(c1, multiple)
     c2p, _, _ = _pad_to_multiple(c2, multiple)
@@ -261,7 +309,7 @@ def sample(
     m = torch.full_like(c1, 0.5)
     for k in range(steps, 0, -1):
         noise_level = torch.sqrt(1 - abar[k])
-        inputs = DenoiserInputs(k, steps, noise_level, c1p, c2p, cond)
+        inputs = DenoiserInputs(k, steps, noise_level, c1p, c2p, cond, quant)
         zp, _, _ = _pad_to_multiple(z, multiple)
         e, m = denoiser(zp, inputs)
         e, m = e[..., :h, :w], m[..., :h, :w]
@@ -269,11 +317,10 @@ def sample(
         if damping == "none":
             lam1 = lam2 = torch.ones(n, device=device)
         elif damping == "ddnm":
-            lam1 = ddnm_lambda(abar[k], abar[k - 1], sig1)
-            lam2 = ddnm_lambda(abar[k], abar[k - 1], sig2)
+            lam1 = ddnm_lambda(abar[k], abar[k - 1], obs1.total_noise(n, device))
+            lam2 = ddnm_lambda(abar[k], abar[k - 1], obs2.total_noise(n, device))
         else:
-            lam1 = torch.sigmoid(u[k - 1, 0] - v[k - 1, 0] * sig1 / 0.05)
-            lam2 = torch.sigmoid(u[k - 1, 1] - v[k - 1, 1] * sig2 / 0.05)
+            lam1, lam2 = params.damping(k, damp_u, damp_v, damp_w, sig, quant, blur)
         z0 = joint_correction(z0, m, obs1, obs2, lam1, lam2)
         z = torch.sqrt(abar[k - 1]) * z0 + torch.sqrt(1 - abar[k - 1]) * e
     return SampleOutput(z[:, 0:1], z[:, 1:2], z[:, 2:3], m)

@@ -95,7 +95,9 @@ class TrainConfig:
     w_src: float = 5.0
     src_loss: str = "l1"  # "l1": w_src * L1; "log": w_log * mean over samples of log(L1_i + 1e-3)
     w_log: float = 0.25
-    observation_bits: int = 0  # quantise synthetic observations like the 8-bit files they stand for (0 = off)
+    observation_bits: int = 8  # round synthetic observations to N-bit samples, like the files they stand for (0 = off)
+    exact_fraction: float = 0.25  # share of observations left unrounded (they stand for 16-bit or float inputs)
+    quantisation_aware: bool | None = None  # model sees each input's bit depth; None = as the resumed run, else on
     w_int: float = 5.0
     w_grad: float = 1.0
     extra: dict = field(default_factory=dict)
@@ -114,7 +116,11 @@ def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfi
         if getattr(cfg, name) is None:
             from_known = getattr(known, "steps" if name == "sampler_steps" else name) if known else None
             setattr(cfg, name, from_known if from_known is not None else default)
-    return ModelConfig(cfg.base_channels, cfg.levels, cfg.blocks_per_level, cfg.sampler_steps, cfg.task)
+    if cfg.quantisation_aware is None:
+        cfg.quantisation_aware = True
+    return ModelConfig(
+        cfg.base_channels, cfg.levels, cfg.blocks_per_level, cfg.sampler_steps, cfg.task, cfg.quantisation_aware
+    )
 
 
 # --- data ---------------------------------------------------------------------------------------------------
@@ -217,16 +223,25 @@ def random_degradation(rng: np.random.Generator, max_noise: float = 0.1, max_blu
 
 
 def observe(
-    clean: torch.Tensor, degradations: list[Degradation], gen: torch.Generator, bits: int = 8
+    clean: torch.Tensor,
+    degradations: list[Degradation],
+    gen: torch.Generator,
+    bits: int = 8,
+    exact_fraction: float = 0.0,
 ) -> ObservationBatch:
-    """Degrade each sample of ``clean`` ``(N, 1, H, W)`` with its own degradation, quantised to ``bits`` (0 = no)."""
+    """Degrade each sample of ``clean`` ``(N, 1, H, W)`` with its own degradation and round it to ``bits``-bit
+    samples (as a file would store it), except a random ``exact_fraction`` of them (and all when ``bits`` is 0),
+    which keep exact values. Each observation records the bits it was rounded to (0 = exact)."""
     observations = []
     for i, d in enumerate(degradations):
         y = degrade_tensor(clean[i : i + 1], d, gen)
-        if bits:
+        exact = float(torch.rand(1, generator=gen)) < exact_fraction
+        if bits and not exact:
             levels = 2**bits - 1
             y = torch.round(y * levels) / levels
-        observations.append(Observation(y, d))
+            observations.append(Observation(y, d, bits))
+        else:
+            observations.append(Observation(y, d))
     return ObservationBatch(observations)
 
 
@@ -306,7 +321,15 @@ def make_validation_set(val_pairs: list[PairImages], cfg: TrainConfig, count: in
     a, b = random_crops(val_pairs, count, size, rng)
     da = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(count)]
     db = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(count)]
-    return a, b, observe(a, da, gen, cfg.observation_bits), observe(b, db, gen, cfg.observation_bits)
+    return (a, b, *observe_pair(a, b, da, db, gen, cfg))
+
+
+def observe_pair(a, b, da, db, gen: torch.Generator, cfg: TrainConfig) -> tuple[ObservationBatch, ObservationBatch]:
+    """:func:`observe` both sources with the run's rounding settings."""
+    return (
+        observe(a, da, gen, cfg.observation_bits, cfg.exact_fraction),
+        observe(b, db, gen, cfg.observation_bits, cfg.exact_fraction),
+    )
 
 
 @torch.no_grad()
@@ -372,7 +395,9 @@ def initialise_from(model: FusionModel, checkpoint: Path) -> tuple[int, int]:
 
     Every tensor whose name and shape match is copied. Residual blocks the checkpoint does not have (a model grown
     with more ``blocks_per_level``) get a zero second convolution, so they start as the identity and the grown
-    model computes exactly what the checkpoint computes; training then gives them something to do.
+    model computes exactly what the checkpoint computes; training then gives them something to do. A checkpoint
+    that is not quantisation-aware can start one that is: the new conditioning inputs get zero weights and the
+    new damping terms start at zero, so again nothing changes until training.
 
     Returns:
         (tensors copied, tensors left new).
@@ -386,6 +411,10 @@ def initialise_from(model: FusionModel, checkpoint: Path) -> tuple[int, int]:
     target = model.state_dict()
     copied = {}
     for name, tensor in source.state_dict().items():
+        if name == "net.cond_mlp.0.weight" and name in target and _widens(tensor, target[name]):
+            widened = torch.zeros_like(target[name])
+            widened[:, : tensor.shape[1]] = tensor
+            tensor = widened
         if name not in target or target[name].shape != tensor.shape:
             raise ValueError(f"{checkpoint}: tensor {name} {tuple(tensor.shape)} does not fit the new model")
         copied[name] = tensor
@@ -395,6 +424,11 @@ def initialise_from(model: FusionModel, checkpoint: Path) -> tuple[int, int]:
             torch.nn.init.zeros_(block.conv2.weight)
             torch.nn.init.zeros_(block.conv2.bias)
     return len(copied), len(target) - len(copied)
+
+
+def _widens(old: torch.Tensor, new: torch.Tensor) -> bool:
+    """``new`` is ``old`` with more input columns (a conditioning vector that gained entries at its end)."""
+    return old.dim() == new.dim() == 2 and old.shape[0] == new.shape[0] and old.shape[1] < new.shape[1]
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -432,6 +466,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
         )
         if cfg.init_from_sha256 is None:
             cfg.init_from_sha256 = stored.get("init_from_sha256")
+        if cfg.quantisation_aware is None:
+            cfg.quantisation_aware = bool(stored.get("quantisation_aware", False))
     elif cfg.init_from:
         from mmfuse_cli.weights import resolve_checkpoint, sha256_file
 
@@ -459,9 +495,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
             log_path.unlink()
         if source is not None:
             copied, new = initialise_from(model, source)
-            grown = f", {new} new (residual blocks that start as the identity)" if new else ""
+            grown = f", {new} new (identity residual blocks / zero quantisation terms: no change yet)" if new else ""
             log(f"initialised from {source}: {copied} tensors copied{grown}")
     val = make_validation_set(val_pairs, cfg)
+    if source is not None and not resuming:
+        # Where the starting checkpoint stands on this run's validation batch: the curve's step 0.
+        record = {"step": 0, "seconds": 0.0, **{k: round(v, 3) for k, v in validate(model, val, cfg).items()}}
+        with log_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        log(json.dumps(record))
     started = time.time()
     elapsed_before = _elapsed_in_log(log_path)
     model.train()
@@ -478,7 +520,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
         a, b = random_crops(train_pairs, cfg.batch, cfg.crop, rng)
         da = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(cfg.batch)]
         db = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(cfg.batch)]
-        oa, ob = observe(a, da, gen, cfg.observation_bits), observe(b, db, gen, cfg.observation_bits)
+        oa, ob = observe_pair(a, b, da, db, gen, cfg)
         out = sample(model.net, oa, ob, model.sampler)
         losses = fusion_loss(out, a, b, cfg.task, cfg)
         for group in opt.param_groups:

@@ -44,7 +44,17 @@ def train(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and export) after this long."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     src_loss: str = typer.Option("l1", "--src-loss", help="Source term: l1 (authors' weights) or log (per-sample log-L1)."),
-    observation_bits: int = typer.Option(0, "--observation-bits", help="Quantise synthetic observations to N bits (0 = off)."),
+    observation_bits: int = typer.Option(
+        8, "--observation-bits", help="Round synthetic observations to N-bit samples like real files (0 = never)."
+    ),
+    exact_fraction: float = typer.Option(
+        0.25, "--exact-fraction", min=0.0, max=1.0, help="Share of observations left unrounded (16-bit/float inputs)."
+    ),
+    quantisation_aware: Optional[bool] = typer.Option(
+        None,
+        "--quantisation-aware/--no-quantisation-aware",
+        help="Let the model see each input's bit depth [default: on; as the state when resuming].",
+    ),
 ) -> None:
     """Train the fusion model end to end on clean pairs degraded on the fly; resumes from OUT/state.safetensors."""
     from mmfuse_cli.train import TASK_SPLITS, TrainConfig  # torch: imported on use, keeps --help fast
@@ -88,6 +98,8 @@ def train(
         threads=threads,
         src_loss=src_loss,
         observation_bits=observation_bits,
+        exact_fraction=exact_fraction,
+        quantisation_aware=quantisation_aware,
     )
     try:
         run_training(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
