@@ -45,10 +45,13 @@ def main() -> None:
     fig, axes = plt.subplots(len(args.runs), 2, figsize=(11, 3.4 * len(args.runs)), squeeze=False)
     for row, run in enumerate(args.runs):
         title, log, starts = read_stages(run)
-        steps = [r["step"] for r in log]
         ax = axes[row, 0]
         for key in sorted({k for r in log for k in r if k.startswith("loss_")}):
-            ax.plot(steps, [r.get(key) for r in log], label=key[5:])
+            # records without the key (a stage's step-0 validation) and non-positive totals (log-L1 source
+            # loss) have no place on a log axis
+            points = [(r["step"], r[key]) for r in log if r.get(key) is not None and r[key] > 0]
+            if points:
+                ax.plot(*zip(*points), label=key[5:])
         ax.set_title(f"{title}: training loss (mean over 100 steps)")
         ax.set_xlabel("step")
         ax.set_yscale("log")

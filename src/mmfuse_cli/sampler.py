@@ -189,8 +189,18 @@ class SamplerParameters(nn.Module):
             return self.damp_u, self.damp_v, w
         return _interp(self.damp_u, steps), _interp(self.damp_v, steps), None if w is None else _interp(w, steps)
 
-    def damping(self, k: int, u, v, w, sigma: torch.Tensor, q: torch.Tensor, blur: torch.Tensor) -> tuple:
-        """Learned ``(lam1, lam2)`` of step ``k`` from per-source ``(N, 2)`` noise, quantisation and blur/2.5."""
+    def damping(
+        self,
+        k: int,
+        u: torch.Tensor,
+        v: torch.Tensor,
+        w: torch.Tensor | None,
+        sigma: torch.Tensor,
+        q: torch.Tensor,
+        blur: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Learned ``(lam1, lam2)``, each ``(N,)`` in (0, 1), of step ``k`` from :meth:`damping_params` and the
+        per-source ``(N, 2)`` noise sigma, quantisation ``q`` and ``blur / 2.5``."""
         logits = u[k - 1] - v[k - 1] * sigma / 0.05
         if w is not None:
             logits = logits - w[k - 1, :, 0] * q - w[k - 1, :, 1] * q * blur
