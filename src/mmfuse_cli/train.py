@@ -324,8 +324,15 @@ def make_validation_set(val_pairs: list[PairImages], cfg: TrainConfig, count: in
     return (a, b, *observe_pair(a, b, da, db, gen, cfg))
 
 
-def observe_pair(a, b, da, db, gen: torch.Generator, cfg: TrainConfig) -> tuple[ObservationBatch, ObservationBatch]:
-    """:func:`observe` both sources with the run's rounding settings."""
+def observe_pair(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    da: list[Degradation],
+    db: list[Degradation],
+    gen: torch.Generator,
+    cfg: TrainConfig,
+) -> tuple[ObservationBatch, ObservationBatch]:
+    """:func:`observe` both sources (clean ``(N, 1, H, W)`` in [0, 1]) with the run's rounding settings."""
     return (
         observe(a, da, gen, cfg.observation_bits, cfg.exact_fraction),
         observe(b, db, gen, cfg.observation_bits, cfg.exact_fraction),
