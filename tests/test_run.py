@@ -172,3 +172,27 @@ def test_run_tells_the_model_each_files_bit_depth(tmp_path, checkpoint):
     results = run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "out", batch=4))
     assert [r.status for r in results] == ["ok", "ok"]
     assert sorted(seen.values()) == [(8, 8), (16, 8)]  # and the two depths were not batched together
+
+
+def test_input_bits_overrides_what_the_model_is_told(tmp_path, checkpoint):
+    from mmfuse_cli.model import load_checkpoint
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    write_image(a / "p.png", camera(32, 32), 8)
+    write_image(b / "p.png", camera(32, 32)[::-1].copy(), 16)
+    fuser = Fuser(load_checkpoint(checkpoint))
+    seen = []
+    original = fuser.fuse_batch
+
+    def recording(a_list, b_list, deg_a, deg_b, bits=(8, 8)):
+        seen.append(bits)
+        return original(a_list, b_list, deg_a, deg_b, bits)
+
+    fuser.fuse_batch = recording
+    run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "o1"))
+    run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "o2", input_bits=0))
+    assert seen == [(8, 16), (0, 0)]
+    result = runner.invoke(app, ["run", str(a), str(b), "-o", str(tmp_path / "o3"), "--model", str(checkpoint), "--input-bits", "17"])
+    assert result.exit_code == 2 and "--input-bits" in result.output

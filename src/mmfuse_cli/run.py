@@ -47,6 +47,8 @@ class RunOptions:
         skip_existing: do not recompute pairs whose fused output already exists.
         metrics: compute no-reference metrics (EN, SD, SF, AG) of each fused image for the report.
         prefetch: how many pairs are decoded ahead of the model.
+        input_bits: bit depth the model is told the inputs were rounded to (``None`` = each file's own depth;
+            0 = treat the inputs as exact values, trusting the data as much as for noiseless float input).
     """
 
     output_dir: Path
@@ -60,6 +62,7 @@ class RunOptions:
     metrics: bool = True
     prefetch: int = 4
     writer_threads: int = 2
+    input_bits: int | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -187,7 +190,7 @@ def run_pairs(
                     [g.b.pixels for g in group],
                     first.deg_a,
                     first.deg_b,
-                    bits=(first.a.bit_depth, first.b.bit_depth),
+                    bits=_model_bits(first, options),
                 )
             except (FusionError, ValueError, RuntimeError) as exc:
                 elapsed = time.perf_counter() - start
@@ -250,6 +253,13 @@ def _batches(loaded: Iterator[_Loaded], size: int) -> Iterator[list[_Loaded]]:
         group.append(item)
     if group:
         yield group
+
+
+def _model_bits(item: _Loaded, options: RunOptions) -> tuple[int, int]:
+    """The bit depths the model is told for a pair: ``--input-bits`` if given, else those of its files."""
+    if options.input_bits is not None:
+        return options.input_bits, options.input_bits
+    return item.a.bit_depth, item.b.bit_depth
 
 
 def _signature(item: _Loaded) -> tuple:

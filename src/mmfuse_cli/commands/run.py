@@ -55,6 +55,11 @@ def run(
     tile: Optional[int] = typer.Option(None, "--tile", help="Process in overlapping tiles of SIZE output pixels."),
     out_format: str = typer.Option("png", "--format", help="Output format: png, tif, jpg or bmp."),
     bit_depth: Optional[int] = typer.Option(None, "--bit-depth", help="8 or 16 (default: the inputs' depth)."),
+    input_bits: Optional[int] = typer.Option(
+        None,
+        "--input-bits",
+        help="Bit depth the model assumes the inputs were rounded to (default: each file's; 0 = exact, trust the data fully).",
+    ),
     save_sources: bool = typer.Option(False, "--save-sources", help="Also write restored sources to OUT/sources/{a,b}."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip pairs whose output exists (resume)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Pair sub-folders too, keeping the tree."),
@@ -83,6 +88,8 @@ def run(
             raise ValueError(f"--format {out_format} cannot store 16-bit samples")
         if batch < 1:
             raise ValueError(f"--batch must be >= 1, got {batch}")
+        if input_bits is not None and not (0 <= input_bits <= 16):
+            raise ValueError(f"--input-bits must be 0 (exact) or a bit depth from 1 to 16, got {input_bits}")
         if steps is not None and not (1 <= steps <= 50):
             raise ValueError(f"--steps must be in [1, 50], got {steps}")
         deg_a = _degradation("a", a_blur, a_noise, a_scale)
@@ -114,6 +121,7 @@ def run(
         deg_b=deg_b,
         out_format=out_format,
         bit_depth=bit_depth,
+        input_bits=input_bits,
         batch=batch,
         save_sources=save_sources,
         skip_existing=skip_existing,
