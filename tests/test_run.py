@@ -150,40 +150,12 @@ def test_pairs_from_stdin_and_json_lines_through_a_real_shell(pairs, checkpoint,
     assert "fused 3 pair(s)" in proc.stderr  # humans read stderr; stdout is data only
 
 
-def test_run_tells_the_model_each_files_bit_depth(tmp_path, checkpoint):
+def _bit_depth_recording_fuser(checkpoint) -> tuple[Fuser, list]:
+    """A Fuser whose ``fuse_batch`` records the ``bits`` it is called with (in call order)."""
     from mmfuse_cli.model import load_checkpoint
 
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    write_image(a / "p8.png", camera(32, 32), 8)
-    write_image(b / "p8.png", camera(32, 32)[::-1].copy(), 8)
-    write_image(a / "p16.png", camera(32, 32), 16)
-    write_image(b / "p16.png", camera(32, 32)[::-1].copy(), 8)
     fuser = Fuser(load_checkpoint(checkpoint))
-    seen = {}
-    original = fuser.fuse_batch
-
-    def recording(a_list, b_list, deg_a, deg_b, bits=(8, 8)):
-        seen[len(seen)] = bits
-        return original(a_list, b_list, deg_a, deg_b, bits)
-
-    fuser.fuse_batch = recording
-    results = run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "out", batch=4))
-    assert [r.status for r in results] == ["ok", "ok"]
-    assert sorted(seen.values()) == [(8, 8), (16, 8)]  # and the two depths were not batched together
-
-
-def test_input_bits_overrides_what_the_model_is_told(tmp_path, checkpoint):
-    from mmfuse_cli.model import load_checkpoint
-
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    write_image(a / "p.png", camera(32, 32), 8)
-    write_image(b / "p.png", camera(32, 32)[::-1].copy(), 16)
-    fuser = Fuser(load_checkpoint(checkpoint))
-    seen = []
+    seen: list = []
     original = fuser.fuse_batch
 
     def recording(a_list, b_list, deg_a, deg_b, bits=(8, 8)):
@@ -191,6 +163,30 @@ def test_input_bits_overrides_what_the_model_is_told(tmp_path, checkpoint):
         return original(a_list, b_list, deg_a, deg_b, bits)
 
     fuser.fuse_batch = recording
+    return fuser, seen
+
+
+def _folders(tmp_path, depths: dict[str, tuple[int, int]]):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for stem, (depth_a, depth_b) in depths.items():
+        write_image(a / f"{stem}.png", camera(32, 32), depth_a)
+        write_image(b / f"{stem}.png", camera(32, 32)[::-1].copy(), depth_b)
+    return a, b
+
+
+def test_run_tells_the_model_each_files_bit_depth(tmp_path, checkpoint):
+    a, b = _folders(tmp_path, {"p8": (8, 8), "p16": (16, 8)})
+    fuser, seen = _bit_depth_recording_fuser(checkpoint)
+    results = run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "out", batch=4))
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert sorted(seen) == [(8, 8), (16, 8)]  # and the two depths were not batched together
+
+
+def test_input_bits_overrides_what_the_model_is_told(tmp_path, checkpoint):
+    a, b = _folders(tmp_path, {"p": (8, 16)})
+    fuser, seen = _bit_depth_recording_fuser(checkpoint)
     run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "o1"))
     run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "o2", input_bits=0))
     assert seen == [(8, 16), (0, 0)]
