@@ -17,8 +17,6 @@ over pairs of the per-pair PSNR). Centre crops (``--crop``) keep it to about a m
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from pathlib import Path
 
@@ -28,33 +26,20 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from quality import SCENARIOS, observe  # noqa: E402
+from quality import SCENARIOS, observe, pseudo_inverse  # noqa: E402
 
 from mmfuse_cli.fuse import Fuser  # noqa: E402
+from mmfuse_cli.metrics.pixel import psnr_reference as psnr  # noqa: E402
 from mmfuse_cli.model import FusionModel, load_checkpoint  # noqa: E402
-from mmfuse_cli.train import TrainConfig, fill_architecture, load_pairs, split_pairs, training_folders  # noqa: E402
+from mmfuse_cli.train import TrainConfig, load_pairs, model_from_state, split_pairs, training_folders  # noqa: E402
 from mmfuse_cli.weights import resolve_checkpoint  # noqa: E402
 
 
 def load_model(spec: str, task: str) -> FusionModel:
-    """A checkpoint NAME/PATH, or a training state file (config from its header, ``model.*`` tensors)."""
-    path = Path(spec)
-    if path.name == "state.safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as handle:
-            stored = json.loads(handle.metadata()["config"])
-        cfg = TrainConfig(**{k: v for k, v in stored.items() if k in TrainConfig.__dataclass_fields__})
-        model = FusionModel(fill_architecture(cfg, None))
-        tensors = load_file(str(path))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        return model.eval()
+    """A checkpoint NAME/PATH, or a training run's ``state.safetensors``."""
+    if Path(spec).name == "state.safetensors":
+        return model_from_state(Path(spec))
     return load_checkpoint(resolve_checkpoint(spec, task=task, progress=False))
-
-
-def psnr(x: np.ndarray, ref: np.ndarray) -> float:
-    return 10 * math.log10(1.0 / max(float(np.mean((np.clip(x, 0, 1) - ref) ** 2)), 1e-12))
 
 
 def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -94,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         for pair in val:
             ca, cb = centre_crop(pair.a, args.crop), centre_crop(pair.b, args.crop)
             ya, yb = observe(ca, da, pair.key, "a", args.seed), observe(cb, db, pair.key, "b", args.seed)
-            with torch.inference_mode():
-                pa = da.operator().pinv(torch.from_numpy(ya)[None, None])[0, 0].numpy()
-                pb = db.operator().pinv(torch.from_numpy(yb)[None, None])[0, 0].numpy()
+            pa, pb = pseudo_inverse(ya, da), pseudo_inverse(yb, db)
             sa, sb = psnr(pa, ca), psnr(pb, cb)
             start["a"].append(sa)
             start["b"].append(sb)

@@ -241,3 +241,14 @@ def test_a_checkpoint_that_ignores_bit_depth_starts_an_aware_model_unchanged(dat
     save_checkpoint(aware, aware_path)
     with pytest.raises(ValueError, match="does not fit"):
         initialise_from(FusionModel(old.config), aware_path)
+
+
+def test_model_from_state_is_the_model_at_the_last_save(data_root, tmp_path):
+    from mmfuse_cli.train import model_from_state
+
+    train(_cfg(data_root, tmp_path / "run", 2), log=lambda s: None)
+    from_state = model_from_state(tmp_path / "run/state.safetensors")
+    exported = load_checkpoint(tmp_path / "run/model.safetensors")
+    assert from_state.config == exported.config and not from_state.training
+    for name, tensor in exported.state_dict().items():
+        assert torch.equal(from_state.state_dict()[name], tensor), name

@@ -310,6 +310,7 @@ def sample(
     cond1, cond2 = obs1.conditioning(n, device), obs2.conditioning(n, device)
     blur = torch.stack([cond1[:, 1], cond2[:, 1]], dim=1)
     cond = torch.cat([cond1, cond2], dim=1)
+    total_noise1, total_noise2 = obs1.total_noise(n, device), obs2.total_noise(n, device)  # for damping="ddnm"
     multiple = getattr(denoiser, "size_multiple", 1)
     c1p, ph, pw = _pad_to_multiple(c1, multiple)
     c2p, _, _ = _pad_to_multiple(c2, multiple)
@@ -327,8 +328,8 @@ def sample(
         if damping == "none":
             lam1 = lam2 = torch.ones(n, device=device)
         elif damping == "ddnm":
-            lam1 = ddnm_lambda(abar[k], abar[k - 1], obs1.total_noise(n, device))
-            lam2 = ddnm_lambda(abar[k], abar[k - 1], obs2.total_noise(n, device))
+            lam1 = ddnm_lambda(abar[k], abar[k - 1], total_noise1)
+            lam2 = ddnm_lambda(abar[k], abar[k - 1], total_noise2)
         else:
             lam1, lam2 = params.damping(k, damp_u, damp_v, damp_w, sig, quant, blur)
         z0 = joint_correction(z0, m, obs1, obs2, lam1, lam2)

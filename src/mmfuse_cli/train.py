@@ -379,6 +379,33 @@ def _stored_config(path: Path) -> dict:
         return json.loads(handle.metadata()["config"])
 
 
+def _stored_architecture(stored: dict, task: str) -> ModelConfig:
+    """The model architecture recorded in a run's stored TrainConfig (runs from before quantisation awareness
+    are not quantisation-aware)."""
+    return ModelConfig(
+        stored["base_channels"],
+        stored["levels"],
+        stored["blocks_per_level"],
+        stored["sampler_steps"],
+        task,
+        bool(stored.get("quantisation_aware", False)),
+    )
+
+
+def _model_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's tensors out of a state file's tensors (``model.*``, prefix removed)."""
+    return {k[6:]: v for k, v in state.items() if k.startswith("model.")}
+
+
+def model_from_state(path: Path) -> FusionModel:
+    """The model of a training run's ``state.safetensors`` as it stood at its last save, in eval mode (to score a
+    run in progress without exporting it)."""
+    stored = _stored_config(path)
+    model = FusionModel(_stored_architecture(stored, stored["task"]))
+    model.load_state_dict(_model_tensors(load_file(str(path))))
+    return model.eval()
+
+
 def _load_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer) -> int:
     """Restore model and Adam moments; returns the step."""
     from safetensors import safe_open
@@ -386,7 +413,7 @@ def _load_state(path: Path, model: FusionModel, opt: torch.optim.Optimizer) -> i
     with safe_open(str(path), framework="pt") as handle:
         step = int(handle.metadata()["step"])
     tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(_model_tensors(tensors))
     for name, p in model.named_parameters():
         if f"adam.{name}.exp_avg" in tensors:
             opt.state[p] = {
@@ -468,13 +495,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     resuming, source = state_path.exists(), None
     if resuming:
         stored = _stored_config(state_path)
-        known = ModelConfig(
-            stored["base_channels"], stored["levels"], stored["blocks_per_level"], stored["sampler_steps"], cfg.task
-        )
+        known = _stored_architecture(stored, cfg.task)
         if cfg.init_from_sha256 is None:
             cfg.init_from_sha256 = stored.get("init_from_sha256")
         if cfg.quantisation_aware is None:
-            cfg.quantisation_aware = bool(stored.get("quantisation_aware", False))
+            cfg.quantisation_aware = known.quantisation_aware
     elif cfg.init_from:
         from mmfuse_cli.weights import resolve_checkpoint, sha256_file
 
