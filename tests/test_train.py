@@ -118,6 +118,56 @@ def test_random_degradations_cover_every_kind_within_range():
     assert any(d.is_clean for d in degs) and any(d.blur and d.scale > 1 and d.noise for d in degs)
 
 
+def _kind(d) -> str:
+    parts = [name for name, on in (("blur", d.blur > 0), ("down", d.scale > 1), ("noise", d.noise > 0)) if on]
+    return "+".join(parts) or "clean"
+
+
+def test_kind_weights_set_how_often_each_degradation_kind_is_drawn():
+    import numpy as np
+
+    from mmfuse_cli.train import DEGRADATION_KINDS
+
+    rng = np.random.default_rng(1)
+    draws = [_kind(random_degradation(rng, kind_weights={"blur": 3, "blur+noise": 2, "clean": 0})) for _ in range(6000)]
+    share = {kind: draws.count(kind) / len(draws) for kind in DEGRADATION_KINDS}
+    assert share["clean"] == 0
+    assert abs(share["blur"] - 3 / 10) < 0.02 and abs(share["blur+noise"] - 2 / 10) < 0.02
+    assert all(abs(share[k] - 1 / 10) < 0.015 for k in DEGRADATION_KINDS if k not in ("clean", "blur", "blur+noise"))
+    # No weights: exactly the draws every earlier run made (the implementation before kind weights, copied
+    # here), so those runs still resume bit-identically.
+    def legacy_draw(rng):
+        kind = DEGRADATION_KINDS[rng.integers(len(DEGRADATION_KINDS))]
+        blur = float(rng.uniform(0.5, 2.5)) if "blur" in kind else 0.0
+        scale = int(rng.choice([2, 4])) if "down" in kind else 1
+        noise = float(rng.uniform(0.01, 0.1)) if "noise" in kind else 0.0
+        return (round(blur, 3), scale, round(noise, 4))
+
+    legacy, new = np.random.default_rng(5), np.random.default_rng(5)
+    for _ in range(50):
+        d = random_degradation(new, kind_weights={})
+        assert (d.blur, d.scale, d.noise) == legacy_draw(legacy)
+
+
+def test_bad_kind_weights_are_refused_with_the_reason():
+    from typer.testing import CliRunner
+
+    from mmfuse_cli.cli import app
+    from mmfuse_cli.train import parse_kind_weights
+
+    assert parse_kind_weights(["blur=3", " noise = 0.5"]) == {"blur": 3.0, "noise": 0.5}
+    for bad, reason in (
+        ("blur", "expected KIND=WEIGHT"),
+        ("blurr=2", "unknown degradation kind 'blurr'"),
+        ("blur=-1", "must be finite, >= 0"),
+    ):
+        result = CliRunner().invoke(app, ["train", "--task", "mif", "--kind-weight", bad, "-o", "unused"])
+        assert result.exit_code == 2 and reason in result.output, (bad, result.output)
+    with pytest.raises(ValueError, match="not all 0"):
+        parse_kind_weights([f"{kind}=0" for kind in ("clean", "noise", "blur", "down", "blur+noise", "down+noise",
+                                                      "blur+down", "blur+down+noise")])
+
+
 def test_losses_are_zero_for_perfect_output_and_ssim_is_one_for_identical():
     x = torch.rand(2, 1, 32, 32)
     assert float(ssim_torch(x, x)) == pytest.approx(1.0, abs=1e-5)

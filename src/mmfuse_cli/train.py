@@ -92,6 +92,7 @@ class TrainConfig:
     threads: int | None = None
     max_noise: float = 0.10
     max_blur: float = 2.5
+    kind_weights: dict = field(default_factory=dict)  # {kind: weight} over DEGRADATION_KINDS, missing = 1; {} = uniform
     w_src: float = 5.0
     src_loss: str = "l1"  # "l1": w_src * L1; "log": w_log * mean over samples of log(L1_i + 1e-3)
     w_log: float = 0.25
@@ -213,13 +214,46 @@ def random_crops(pairs: list[PairImages], n: int, size: int, rng: np.random.Gene
 DEGRADATION_KINDS = ("clean", "noise", "blur", "down", "blur+noise", "down+noise", "blur+down", "blur+down+noise")
 
 
-def random_degradation(rng: np.random.Generator, max_noise: float = 0.1, max_blur: float = 2.5) -> Degradation:
-    """A random degradation, balanced over the kinds in :data:`DEGRADATION_KINDS` (uniform parameters)."""
-    kind = DEGRADATION_KINDS[rng.integers(len(DEGRADATION_KINDS))]
+def random_degradation(
+    rng: np.random.Generator, max_noise: float = 0.1, max_blur: float = 2.5, kind_weights: dict | None = None
+) -> Degradation:
+    """A random degradation: its kind drawn from :data:`DEGRADATION_KINDS` (uniformly, or in proportion to
+    ``kind_weights`` {kind: weight >= 0}, missing kinds weighing 1), its parameters uniform in their ranges."""
+    if kind_weights:
+        kind = DEGRADATION_KINDS[rng.choice(len(DEGRADATION_KINDS), p=kind_probabilities(kind_weights))]
+    else:  # the draw every run before kind weights existed made: keeps those runs reproducible
+        kind = DEGRADATION_KINDS[rng.integers(len(DEGRADATION_KINDS))]
     blur = float(rng.uniform(0.5, max_blur)) if "blur" in kind else 0.0
     scale = int(rng.choice([2, 4])) if "down" in kind else 1
     noise = float(rng.uniform(0.01, max_noise)) if "noise" in kind else 0.0
     return Degradation(blur=round(blur, 3), scale=scale, noise=round(noise, 4))
+
+
+def parse_kind_weights(items: list[str]) -> dict[str, float]:
+    """``["blur=3", "blur+noise=2"]`` -> ``{"blur": 3.0, "blur+noise": 2.0}``, checked by :func:`kind_probabilities`."""
+    weights: dict[str, float] = {}
+    for item in items:
+        kind, _, value = item.partition("=")
+        try:
+            weights[kind.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"expected KIND=WEIGHT (e.g. blur=3), got {item!r}") from None
+    if weights:
+        kind_probabilities(weights)
+    return weights
+
+
+def kind_probabilities(kind_weights: dict) -> np.ndarray:
+    """Probability of each kind in :data:`DEGRADATION_KINDS` under ``kind_weights`` (missing kinds weigh 1).
+
+    Raises ValueError for an unknown kind, a negative weight or weights that sum to zero."""
+    unknown = sorted(set(kind_weights) - set(DEGRADATION_KINDS))
+    if unknown:
+        raise ValueError(f"unknown degradation kind {unknown[0]!r}; kinds: {', '.join(DEGRADATION_KINDS)}")
+    weights = np.array([float(kind_weights.get(kind, 1.0)) for kind in DEGRADATION_KINDS])
+    if (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
+        raise ValueError(f"kind weights must be finite, >= 0 and not all 0, got {kind_weights}")
+    return weights / weights.sum()
 
 
 def observe(
@@ -482,6 +516,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     Returns:
         The trained model (also exported to ``out_dir/model.safetensors``).
     """
+    if cfg.kind_weights:
+        kind_probabilities(cfg.kind_weights)  # a bad weight fails here, before minutes of data loading
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -550,8 +586,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
             break
         rng, gen = _step_rng(cfg.seed, step)
         a, b = random_crops(train_pairs, cfg.batch, cfg.crop, rng)
-        da = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(cfg.batch)]
-        db = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(cfg.batch)]
+        da = [random_degradation(rng, cfg.max_noise, cfg.max_blur, cfg.kind_weights) for _ in range(cfg.batch)]
+        db = [random_degradation(rng, cfg.max_noise, cfg.max_blur, cfg.kind_weights) for _ in range(cfg.batch)]
         oa, ob = observe_pair(a, b, da, db, gen, cfg)
         out = sample(model.net, oa, ob, model.sampler)
         losses = fusion_loss(out, a, b, cfg.task, cfg)

@@ -50,6 +50,12 @@ def train(
     exact_fraction: float = typer.Option(
         0.25, "--exact-fraction", min=0.0, max=1.0, help="Share of observations left unrounded (16-bit/float inputs)."
     ),
+    kind_weight: Optional[list[str]] = typer.Option(
+        None,
+        "--kind-weight",
+        help="KIND=W: draw this degradation kind W times as often (repeatable; kinds: clean, noise, blur, down, "
+        "blur+noise, down+noise, blur+down, blur+down+noise; unnamed kinds weigh 1).",
+    ),
     quantisation_aware: Optional[bool] = typer.Option(
         None,
         "--quantisation-aware/--no-quantisation-aware",
@@ -57,7 +63,7 @@ def train(
     ),
 ) -> None:
     """Train the fusion model end to end on clean pairs degraded on the fly; resumes from OUT/state.safetensors."""
-    from mmfuse_cli.train import TASK_SPLITS, TrainConfig  # torch: imported on use, keeps --help fast
+    from mmfuse_cli.train import TASK_SPLITS, TrainConfig, parse_kind_weights  # torch: imported on use, keeps --help fast
     from mmfuse_cli.train import train as run_training
 
     console = stderr_console()
@@ -67,6 +73,11 @@ def train(
     if src_loss not in ("log", "l1"):
         report_error(console, f"--src-loss must be log or l1, got {src_loss!r}")
         raise typer.Exit(EXIT_USAGE)
+    try:
+        kind_weights = parse_kind_weights(kind_weight or [])
+    except ValueError as exc:
+        report_error(console, f"--kind-weight: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
     if len(a_dirs or []) != len(b_dirs or []):
         report_error(console, f"give one --b folder per --a folder (got {len(a_dirs or [])} --a, {len(b_dirs or [])} --b)")
         raise typer.Exit(EXIT_USAGE)
@@ -100,6 +111,7 @@ def train(
         observation_bits=observation_bits,
         exact_fraction=exact_fraction,
         quantisation_aware=quantisation_aware,
+        kind_weights=kind_weights,
     )
     try:
         run_training(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
