@@ -52,7 +52,7 @@ def main() -> None:
             points = [(r["step"], r[key]) for r in log if r.get(key) is not None and r[key] > 0]
             if points:
                 ax.plot(*zip(*points), label=key[5:])
-        ax.set_title(f"{title}: training loss (mean over 100 steps)")
+        ax.set_title(f"{title}\ntraining loss (mean over 100 steps)", fontsize=9)
         ax.set_xlabel("step")
         ax.set_yscale("log")
         ax.legend(fontsize=8)
@@ -61,7 +61,7 @@ def main() -> None:
         vsteps = [r["step"] for r in val]
         for key, style in (("val_psnr_a", "-"), ("val_psnr_b", "-"), ("val_psnr_a_pinv", ":"), ("val_psnr_b_pinv", ":")):
             ax.plot(vsteps, [r[key] for r in val], style, label=key[4:].replace("_pinv", " (pseudo-inverse start)"))
-        ax.set_title(f"{title}: validation PSNR of restored sources (dB)")
+        ax.set_title(f"{title}\nvalidation PSNR of restored sources (dB)", fontsize=9)
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
         for start in starts:
