@@ -153,7 +153,7 @@ def test_bad_kind_weights_are_refused_with_the_reason():
     from typer.testing import CliRunner
 
     from mmfuse_cli.cli import app
-    from mmfuse_cli.train import parse_kind_weights
+    from mmfuse_cli.train import DEGRADATION_KINDS, parse_kind_weights
 
     assert parse_kind_weights(["blur=3", " noise = 0.5"]) == {"blur": 3.0, "noise": 0.5}
     for bad, reason in (
@@ -164,8 +164,7 @@ def test_bad_kind_weights_are_refused_with_the_reason():
         result = CliRunner().invoke(app, ["train", "--task", "mif", "--kind-weight", bad, "-o", "unused"])
         assert result.exit_code == 2 and reason in result.output, (bad, result.output)
     with pytest.raises(ValueError, match="not all 0"):
-        parse_kind_weights([f"{kind}=0" for kind in ("clean", "noise", "blur", "down", "blur+noise", "down+noise",
-                                                      "blur+down", "blur+down+noise")])
+        parse_kind_weights([f"{kind}=0" for kind in DEGRADATION_KINDS])
 
 
 def test_losses_are_zero_for_perfect_output_and_ssim_is_one_for_identical():

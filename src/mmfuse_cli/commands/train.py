@@ -63,7 +63,11 @@ def train(
     ),
 ) -> None:
     """Train the fusion model end to end on clean pairs degraded on the fly; resumes from OUT/state.safetensors."""
-    from mmfuse_cli.train import TASK_SPLITS, TrainConfig, parse_kind_weights  # torch: imported on use, keeps --help fast
+    from mmfuse_cli.train import (  # torch: imported on use, keeps --help fast
+        TASK_SPLITS,
+        TrainConfig,
+        parse_kind_weights,
+    )
     from mmfuse_cli.train import train as run_training
 
     console = stderr_console()
