@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -33,8 +34,13 @@ from quality import SCENARIOS, SPLITS, load_clean_pairs, observe, pseudo_inverse
 
 from mmfuse_cli.metrics.pixel import psnr_reference  # noqa: E402
 from mmfuse_cli.operators import Degradation, GaussianBlur  # noqa: E402
+from mmfuse_cli.sampler import Observation  # noqa: E402
 
-ROUNDING_VARIANCE = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit rounding, [0, 1] units
+
+def _mirror(x: np.ndarray) -> np.ndarray:
+    """``x`` (H, W) extended to (2H, 2W) by mirroring, so that a circular convolution acts like reflect padding."""
+    h, w = x.shape
+    return np.pad(x.astype(np.float64), ((0, h), (0, w)), mode="symmetric")
 
 
 def oracle_linear_restoration(observed: np.ndarray, clean: np.ndarray, degradation: Degradation) -> np.ndarray:
@@ -45,14 +51,14 @@ def oracle_linear_restoration(observed: np.ndarray, clean: np.ndarray, degradati
     if degradation.scale != 1:
         raise ValueError("the oracle is defined for full-resolution observations (scale 1) only")
     h, w = clean.shape
-    mirror = lambda x: np.pad(x.astype(np.float64), ((0, h), (0, w)), mode="symmetric")  # noqa: E731
-    spectrum_x, spectrum_y = np.fft.fft2(mirror(clean)), np.fft.fft2(mirror(observed))
+    spectrum_x, spectrum_y = np.fft.fft2(_mirror(clean)), np.fft.fft2(_mirror(observed))
     if degradation.blur > 0:
         kernel = GaussianBlur(std=degradation.blur).transfer_function(2 * h, 2 * w).numpy()
     else:
         kernel = np.ones((2 * h, 2 * w))
     power = np.abs(spectrum_x) ** 2
-    noise_power = (degradation.noise**2 + ROUNDING_VARIANCE) * (4 * h * w)  # per-frequency, unnormalised FFT
+    rounding = Observation(torch.from_numpy(observed)[None, None], degradation, bits=8).quantisation_std
+    noise_power = (degradation.noise**2 + rounding**2) * (4 * h * w)  # per-frequency, unnormalised FFT
     estimate = np.real(np.fft.ifft2(kernel * power / (kernel**2 * power + noise_power) * spectrum_y))
     return np.clip(estimate[:h, :w], 0.0, 1.0).astype(np.float32)
 

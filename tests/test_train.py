@@ -126,10 +126,11 @@ def _kind(d) -> str:
 def test_kind_weights_set_how_often_each_degradation_kind_is_drawn():
     import numpy as np
 
-    from mmfuse_cli.train import DEGRADATION_KINDS
+    from mmfuse_cli.train import DEGRADATION_KINDS, kind_probabilities
 
     rng = np.random.default_rng(1)
-    draws = [_kind(random_degradation(rng, kind_weights={"blur": 3, "blur+noise": 2, "clean": 0})) for _ in range(6000)]
+    kind_p = kind_probabilities({"blur": 3, "blur+noise": 2, "clean": 0})
+    draws = [_kind(random_degradation(rng, kind_p=kind_p)) for _ in range(6000)]
     share = {kind: draws.count(kind) / len(draws) for kind in DEGRADATION_KINDS}
     assert share["clean"] == 0
     assert abs(share["blur"] - 3 / 10) < 0.02 and abs(share["blur+noise"] - 2 / 10) < 0.02
@@ -145,7 +146,7 @@ def test_kind_weights_set_how_often_each_degradation_kind_is_drawn():
 
     legacy, new = np.random.default_rng(5), np.random.default_rng(5)
     for _ in range(50):
-        d = random_degradation(new, kind_weights={})
+        d = random_degradation(new)
         assert (d.blur, d.scale, d.noise) == legacy_draw(legacy)
 
 

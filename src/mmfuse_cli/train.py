@@ -215,12 +215,12 @@ DEGRADATION_KINDS = ("clean", "noise", "blur", "down", "blur+noise", "down+noise
 
 
 def random_degradation(
-    rng: np.random.Generator, max_noise: float = 0.1, max_blur: float = 2.5, kind_weights: dict | None = None
+    rng: np.random.Generator, max_noise: float = 0.1, max_blur: float = 2.5, kind_p: np.ndarray | None = None
 ) -> Degradation:
-    """A random degradation: its kind drawn from :data:`DEGRADATION_KINDS` (uniformly, or in proportion to
-    ``kind_weights`` {kind: weight >= 0}, missing kinds weighing 1), its parameters uniform in their ranges."""
-    if kind_weights:
-        kind = DEGRADATION_KINDS[rng.choice(len(DEGRADATION_KINDS), p=kind_probabilities(kind_weights))]
+    """A random degradation: its kind drawn from :data:`DEGRADATION_KINDS` (uniformly, or with the probabilities
+    ``kind_p`` from :func:`kind_probabilities`), its parameters uniform in their ranges."""
+    if kind_p is not None:
+        kind = DEGRADATION_KINDS[rng.choice(len(DEGRADATION_KINDS), p=kind_p)]
     else:  # the draw every run before kind weights existed made: keeps those runs reproducible
         kind = DEGRADATION_KINDS[rng.integers(len(DEGRADATION_KINDS))]
     blur = float(rng.uniform(0.5, max_blur)) if "blur" in kind else 0.0
@@ -516,8 +516,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     Returns:
         The trained model (also exported to ``out_dir/model.safetensors``).
     """
-    if cfg.kind_weights:
-        kind_probabilities(cfg.kind_weights)  # a bad weight fails here, before minutes of data loading
+    # computed once for every draw; a bad weight fails here, before minutes of data loading
+    kind_p = kind_probabilities(cfg.kind_weights) if cfg.kind_weights else None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -586,8 +586,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
             break
         rng, gen = _step_rng(cfg.seed, step)
         a, b = random_crops(train_pairs, cfg.batch, cfg.crop, rng)
-        da = [random_degradation(rng, cfg.max_noise, cfg.max_blur, cfg.kind_weights) for _ in range(cfg.batch)]
-        db = [random_degradation(rng, cfg.max_noise, cfg.max_blur, cfg.kind_weights) for _ in range(cfg.batch)]
+        da = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
+        db = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
         oa, ob = observe_pair(a, b, da, db, gen, cfg)
         out = sample(model.net, oa, ob, model.sampler)
         losses = fusion_loss(out, a, b, cfg.task, cfg)
