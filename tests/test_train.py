@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 
 import pytest
 import torch
@@ -180,6 +181,31 @@ def test_losses_are_zero_for_perfect_output_and_ssim_is_one_for_identical():
     cfg = TrainConfig()
     losses = fusion_loss(Out, x, x, "ivif", cfg)
     assert float(losses["src"]) == 0 and float(losses["int"]) == 0 and float(losses["grad"]) < 1e-3
+
+
+def test_log_rmse_source_term_is_minus_the_mean_psnr_of_the_restored_sources():
+    """src_loss="logrmse": 0.25 * mean_i [log(RMSE1_i + 1e-3) + log(RMSE2_i + 1e-3)], hand-computed."""
+    clean = torch.full((2, 1, 16, 16), 0.5)
+    x1 = clean.clone()
+    x1[0] += 0.1  # sample 0: RMSE 0.1 (20 dB); sample 1: a 0.2 step on a quarter of the pixels -> RMSE 0.1
+    x1[1, :, :8, :8] += 0.2
+    x2 = clean + 0.01  # RMSE 0.01 (40 dB) on both
+
+    class Out:
+        f = clean
+
+    Out.x1, Out.x2 = x1, x2
+    cfg = TrainConfig(src_loss="logrmse", w_int=0.0)
+    src_term = float(fusion_loss(Out, clean, clean, "mif", cfg)["total"]) - float(
+        fusion_loss(Out, clean, clean, "mif", TrainConfig(src_loss="logrmse", w_int=0.0, w_log=0.0))["total"]
+    )
+    expected = 0.25 * (math.log(0.1 + 1e-3) + math.log(0.01 + 1e-3))
+    assert src_term == pytest.approx(expected, abs=1e-5)
+    # the L1 version ranks the two x1 samples differently (mean |error| 0.1 vs 0.05): RMSE is what PSNR sees
+    log_l1 = float(fusion_loss(Out, clean, clean, "mif", TrainConfig(src_loss="log", w_int=0.0))["total"]) - float(
+        fusion_loss(Out, clean, clean, "mif", TrainConfig(src_loss="log", w_int=0.0, w_log=0.0))["total"]
+    )
+    assert log_l1 < src_term - 0.05
 
 
 def test_training_on_your_own_folders_skips_unusable_pairs_with_a_reason(data_root, tmp_path):

@@ -9,8 +9,9 @@ runs, and the loss of DESIGN.md is taken on its output:
 
 with the source term ``S = 5 (|x1 - x1c| + |x2 - x2c|)`` (``src_loss="l1"``, the authors' weights; default,
 used for the shipped checkpoints) or ``S = 0.25 mean_i [log(|x1_i - x1c_i| + 1e-3) + log(|x2_i - x2c_i| + 1e-3)]``
-per sample (``"log"``, an experiment meant to balance easy and hard draws; it did worse after 1,000 steps, see
-docs/TRAINING.md).
+per sample (``"log"``, which balances easy and hard draws; the MIF checkpoints since stage 3), or the same with the
+per-sample RMSE in place of the L1 (``"logrmse"``: ``0.25 mean_i log(RMSE_i + 1e-3)``; for errors well above 1e-3 this
+is -PSNR_i ln(10) / 20, i.e. it maximises the mean PSNR of the restored sources directly).
 
 (``c`` = clean; Sobel gradients; L1 means.) Everything random is drawn from generators seeded by
 ``(seed, step)``, so a run is deterministic on CPU for a seed and resumes bit-exactly from its state file.
@@ -94,7 +95,7 @@ class TrainConfig:
     max_blur: float = 2.5
     kind_weights: dict = field(default_factory=dict)  # {kind: weight} over DEGRADATION_KINDS, missing = 1; {} = uniform
     w_src: float = 5.0
-    src_loss: str = "l1"  # "l1": w_src * L1; "log": w_log * mean over samples of log(L1_i + 1e-3)
+    src_loss: str = "l1"  # "l1": w_src * L1; "log": w_log * mean_i log(L1_i + 1e-3); "logrmse": the same with RMSE_i
     w_log: float = 0.25
     observation_bits: int = 8  # round synthetic observations to N-bit samples, like the files they stand for (0 = off)
     exact_fraction: float = 0.25  # share of observations left unrounded (they stand for 16-bit or float inputs)
@@ -211,6 +212,8 @@ def random_crops(pairs: list[PairImages], n: int, size: int, rng: np.random.Gene
     return torch.from_numpy(a_out), torch.from_numpy(b_out)
 
 
+SOURCE_LOSSES = ("l1", "log", "logrmse")  # TrainConfig.src_loss, see fusion_loss
+
 DEGRADATION_KINDS = ("clean", "noise", "blur", "down", "blur+noise", "down+noise", "blur+down", "blur+down+noise")
 
 
@@ -311,11 +314,15 @@ def fusion_loss(out, a_clean: torch.Tensor, b_clean: torch.Tensor, task: str, cf
     """DESIGN.md losses on the sampler output against the clean sources; returns components and ``total``."""
     err1 = (out.x1 - a_clean).abs().mean(dim=(1, 2, 3))
     err2 = (out.x2 - b_clean).abs().mean(dim=(1, 2, 3))
-    src = err1.mean() + err2.mean()
+    src = err1.mean() + err2.mean()  # reported as loss_src whatever the source term
+    if cfg.src_loss == "logrmse":
+        # RMSE per sample (the 1e-12 keeps the square root's gradient finite at a perfect restoration)
+        err1 = ((out.x1 - a_clean) ** 2).mean(dim=(1, 2, 3)).add(1e-12).sqrt()
+        err2 = ((out.x2 - b_clean) ** 2).mean(dim=(1, 2, 3)).add(1e-12).sqrt()
     intensity = (out.f - torch.maximum(a_clean, b_clean)).abs().mean()
     terms = {"src": src, "int": intensity}
-    if cfg.src_loss == "log":
-        # Per-sample log-L1: every sample's restoration counts by its relative (dB-like) error, so the easy
+    if cfg.src_loss in ("log", "logrmse"):
+        # Per-sample log error: every sample's restoration counts by its relative (dB-like) error, so the easy
         # draws (clean, mild blur) are not drowned by the hard ones (x4 + noise 0.1) and must not get worse.
         src_term = cfg.w_log * (torch.log(err1 + 1e-3) + torch.log(err2 + 1e-3)).mean()
     else:

@@ -43,7 +43,7 @@ def train(
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Save resumable state every N steps."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and export) after this long."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
-    src_loss: str = typer.Option("l1", "--src-loss", help="Source term: l1 (authors' weights) or log (per-sample log-L1)."),
+    src_loss: str = typer.Option("l1", "--src-loss", help="Source term: l1 (authors' weights), log (per-sample log-L1) or logrmse (per-sample log-RMSE, i.e. -PSNR)."),
     observation_bits: int = typer.Option(
         8, "--observation-bits", help="Round synthetic observations to N-bit samples like real files (0 = never)."
     ),
@@ -64,6 +64,7 @@ def train(
 ) -> None:
     """Train the fusion model end to end on clean pairs degraded on the fly; resumes from OUT/state.safetensors."""
     from mmfuse_cli.train import (  # torch: imported on use, keeps --help fast
+        SOURCE_LOSSES,
         TASK_SPLITS,
         TrainConfig,
         parse_kind_weights,
@@ -74,8 +75,8 @@ def train(
     if task not in TASK_SPLITS:
         report_error(console, f"--task must be one of {', '.join(TASK_SPLITS)}, got {task!r}")
         raise typer.Exit(EXIT_USAGE)
-    if src_loss not in ("log", "l1"):
-        report_error(console, f"--src-loss must be log or l1, got {src_loss!r}")
+    if src_loss not in SOURCE_LOSSES:
+        report_error(console, f"--src-loss must be one of {', '.join(SOURCE_LOSSES)}, got {src_loss!r}")
         raise typer.Exit(EXIT_USAGE)
     try:
         kind_weights = parse_kind_weights(kind_weight or [])
