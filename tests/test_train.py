@@ -151,7 +151,7 @@ def test_kind_weights_set_how_often_each_degradation_kind_is_drawn():
         assert (d.blur, d.scale, d.noise) == legacy_draw(legacy)
 
 
-def test_bad_kind_weights_are_refused_with_the_reason():
+def test_bad_kind_weights_and_source_losses_are_refused_with_the_reason():
     from typer.testing import CliRunner
 
     from mmfuse_cli.cli import app
@@ -167,6 +167,8 @@ def test_bad_kind_weights_are_refused_with_the_reason():
         assert result.exit_code == 2 and reason in result.output, (bad, result.output)
     with pytest.raises(ValueError, match="not all 0"):
         parse_kind_weights([f"{kind}=0" for kind in DEGRADATION_KINDS])
+    result = CliRunner().invoke(app, ["train", "--task", "mif", "--src-loss", "mse", "-o", "unused"])
+    assert result.exit_code == 2 and "--src-loss must be one of l1, log, logrmse, got 'mse'" in result.output
 
 
 def test_losses_are_zero_for_perfect_output_and_ssim_is_one_for_identical():
@@ -206,6 +208,8 @@ def test_log_rmse_source_term_is_minus_the_mean_psnr_of_the_restored_sources():
         fusion_loss(Out, clean, clean, "mif", TrainConfig(src_loss="log", w_int=0.0, w_log=0.0))["total"]
     )
     assert log_l1 < src_term - 0.05
+    with pytest.raises(ValueError, match="src_loss must be one of l1, log, logrmse, got 'mse'"):
+        train(TrainConfig(src_loss="mse"))  # refused before any data is read
 
 
 def test_training_on_your_own_folders_skips_unusable_pairs_with_a_reason(data_root, tmp_path):

@@ -7,11 +7,12 @@ runs, and the loss of DESIGN.md is taken on its output:
 * IVIF: ``S + 5 |f - max(x1c, x2c)| + 1 | |grad f| - max(|grad x1c|, |grad x2c|) |``
 * MIF:  ``S + (1 - SSIM(f, x1c)) + (1 - SSIM(f, x2c)) + 5 |f - max(x1c, x2c)|``
 
-with the source term ``S = 5 (|x1 - x1c| + |x2 - x2c|)`` (``src_loss="l1"``, the authors' weights; default,
-used for the shipped checkpoints) or ``S = 0.25 mean_i [log(|x1_i - x1c_i| + 1e-3) + log(|x2_i - x2c_i| + 1e-3)]``
+with the source term ``S = 5 (|x1 - x1c| + |x2 - x2c|)`` (``src_loss="l1"``, the authors' weights; the default,
+and the IVIF checkpoints' loss up to stage 5a) or ``S = 0.25 mean_i [log(|x1_i - x1c_i| + 1e-3) + log(|x2_i - x2c_i| + 1e-3)]``
 per sample (``"log"``, which balances easy and hard draws; the MIF checkpoints since stage 3), or the same with the
 per-sample RMSE in place of the L1 (``"logrmse"``: ``0.25 mean_i log(RMSE_i + 1e-3)``; for errors well above 1e-3 this
-is -PSNR_i ln(10) / 20, i.e. it maximises the mean PSNR of the restored sources directly).
+is -PSNR_i ln(10) / 20, i.e. it maximises the mean PSNR of the restored sources directly; the IVIF stage-5b
+checkpoint, see docs/TRAINING.md).
 
 (``c`` = clean; Sobel gradients; L1 means.) Everything random is drawn from generators seeded by
 ``(seed, step)``, so a run is deterministic on CPU for a seed and resumes bit-exactly from its state file.
@@ -312,19 +313,19 @@ def ssim_torch(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float 
 
 def fusion_loss(out, a_clean: torch.Tensor, b_clean: torch.Tensor, task: str, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """DESIGN.md losses on the sampler output against the clean sources; returns components and ``total``."""
-    err1 = (out.x1 - a_clean).abs().mean(dim=(1, 2, 3))
-    err2 = (out.x2 - b_clean).abs().mean(dim=(1, 2, 3))
-    src = err1.mean() + err2.mean()  # reported as loss_src whatever the source term
-    if cfg.src_loss == "logrmse":
-        # RMSE per sample (the 1e-12 keeps the square root's gradient finite at a perfect restoration)
-        err1 = ((out.x1 - a_clean) ** 2).mean(dim=(1, 2, 3)).add(1e-12).sqrt()
-        err2 = ((out.x2 - b_clean) ** 2).mean(dim=(1, 2, 3)).add(1e-12).sqrt()
+    l1_a = (out.x1 - a_clean).abs().mean(dim=(1, 2, 3))  # per sample
+    l1_b = (out.x2 - b_clean).abs().mean(dim=(1, 2, 3))
+    src = l1_a.mean() + l1_b.mean()  # reported as loss_src whatever the source term
     intensity = (out.f - torch.maximum(a_clean, b_clean)).abs().mean()
     terms = {"src": src, "int": intensity}
     if cfg.src_loss in ("log", "logrmse"):
         # Per-sample log error: every sample's restoration counts by its relative (dB-like) error, so the easy
         # draws (clean, mild blur) are not drowned by the hard ones (x4 + noise 0.1) and must not get worse.
-        src_term = cfg.w_log * (torch.log(err1 + 1e-3) + torch.log(err2 + 1e-3)).mean()
+        err_a, err_b = l1_a, l1_b
+        if cfg.src_loss == "logrmse":  # RMSE, what PSNR measures (+1e-12: a finite gradient at zero error)
+            err_a = ((out.x1 - a_clean) ** 2).mean(dim=(1, 2, 3)).add(1e-12).sqrt()
+            err_b = ((out.x2 - b_clean) ** 2).mean(dim=(1, 2, 3)).add(1e-12).sqrt()
+        src_term = cfg.w_log * (torch.log(err_a + 1e-3) + torch.log(err_b + 1e-3)).mean()
     else:
         src_term = cfg.w_src * src
     total = src_term + cfg.w_int * intensity
@@ -523,6 +524,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     Returns:
         The trained model (also exported to ``out_dir/model.safetensors``).
     """
+    if cfg.src_loss not in SOURCE_LOSSES:
+        raise ValueError(f"src_loss must be one of {', '.join(SOURCE_LOSSES)}, got {cfg.src_loss!r}")
     # computed once for every draw; a bad weight fails here, before minutes of data loading
     kind_p = kind_probabilities(cfg.kind_weights) if cfg.kind_weights else None
     if cfg.threads:
