@@ -20,16 +20,16 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from conftest import astronaut, camera  # noqa: E402
-from quality import observe, pseudo_inverse  # noqa: E402
+from quality import SCENARIOS, observe, pseudo_inverse  # noqa: E402
 
 from mmfuse_cli.fuse import Fuser  # noqa: E402
 from mmfuse_cli.io import to_gray  # noqa: E402
 from mmfuse_cli.metrics.pixel import psnr_reference as psnr  # noqa: E402
 from mmfuse_cli.model import load_checkpoint  # noqa: E402
-from mmfuse_cli.operators import Degradation  # noqa: E402
 from mmfuse_cli.weights import resolve_checkpoint  # noqa: E402
 
-SCENARIOS = {"blur": Degradation(blur=1.5), "noise": Degradation(noise=0.05)}
+# the benchmark's blur and noise scenarios (both sources degraded alike)
+DEGRADATIONS = {name: SCENARIOS[name][0] for name in ("blur", "noise")}
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(fusers))
     for size in (128, 256):
         a, b = camera(size, size), to_gray(astronaut(size, size))
-        for name, deg in SCENARIOS.items():
+        for name, deg in DEGRADATIONS.items():
             ya, yb = observe(a, deg, "dense", "a", 0), observe(b, deg, "dense", "b", 0)
             sa, sb = pseudo_inverse(ya, deg), pseudo_inverse(yb, deg)
             cells = []
