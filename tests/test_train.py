@@ -208,6 +208,22 @@ def test_log_rmse_source_term_is_minus_the_mean_psnr_of_the_restored_sources():
         train(TrainConfig(src_loss="mse"))  # refused before any data is read
 
 
+def test_mif_ssim_weight_scales_only_the_structure_term():
+    """w_ssim multiplies (1 - SSIM(f, a)) + (1 - SSIM(f, b)) in the MIF total and nothing else."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 1, 32, 32, generator=gen), torch.rand(2, 1, 32, 32, generator=gen)
+
+    class Out:
+        x1, x2 = a, b  # perfect restorations: the source term is 0
+        f = 0.5 * (a + b)
+
+    one = fusion_loss(Out, a, b, "mif", TrainConfig(w_ssim=1.0))
+    three = fusion_loss(Out, a, b, "mif", TrainConfig(w_ssim=3.0))
+    assert float(one["ssim"]) > 0.5  # the average of two unrelated images is far from both
+    assert float(three["ssim"]) == pytest.approx(float(one["ssim"]))
+    assert float(three["total"] - one["total"]) == pytest.approx(2.0 * float(one["ssim"]), rel=1e-5)
+
+
 def test_training_on_your_own_folders_skips_unusable_pairs_with_a_reason(data_root, tmp_path):
     import dataclasses
 

@@ -103,6 +103,7 @@ class TrainConfig:
     quantisation_aware: bool | None = None  # model sees each input's bit depth; None = as the resumed run, else on
     w_int: float = 5.0
     w_grad: float = 1.0
+    w_ssim: float = 1.0  # MIF: weight of the fused image's structure term (1 - SSIM(f, a)) + (1 - SSIM(f, b))
     extra: dict = field(default_factory=dict)
 
 
@@ -337,7 +338,7 @@ def fusion_loss(out, a_clean: torch.Tensor, b_clean: torch.Tensor, task: str, cf
     else:
         structure = (1 - ssim_torch(out.f, a_clean)) + (1 - ssim_torch(out.f, b_clean))
         terms["ssim"] = structure
-        total = total + structure
+        total = total + cfg.w_ssim * structure
     terms["total"] = total
     return terms
 

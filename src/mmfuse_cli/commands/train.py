@@ -44,6 +44,9 @@ def train(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and export) after this long."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     src_loss: str = typer.Option("l1", "--src-loss", help="Source term: l1 (authors' weights), log (per-sample log-L1) or logrmse (per-sample log-RMSE, i.e. -PSNR)."),
+    w_ssim: float = typer.Option(
+        1.0, "--w-ssim", min=0.0, help="MIF: weight of the fused image's SSIM term against both clean sources."
+    ),
     observation_bits: int = typer.Option(
         8, "--observation-bits", help="Round synthetic observations to N-bit samples like real files (0 = never)."
     ),
@@ -113,6 +116,7 @@ def train(
         max_minutes=max_minutes,
         threads=threads,
         src_loss=src_loss,
+        w_ssim=w_ssim,
         observation_bits=observation_bits,
         exact_fraction=exact_fraction,
         quantisation_aware=quantisation_aware,
