@@ -46,6 +46,14 @@ def test_checkpoint_round_trip_builds_the_network_from_the_file_alone(tmp_path):
     assert torch.equal(a.f, b.f)
 
 
+def test_exact_final_fusion_is_stored_in_the_checkpoint_and_older_configs_load_without_it(tmp_path):
+    model = FusionModel(ModelConfig(base_channels=8, levels=2, task="mif", exact_final_fusion=True))
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m.safetensors"))
+    assert loaded.config.exact_final_fusion and loaded.sampler.exact_final_fusion
+    older = json.dumps({"base_channels": 8, "levels": 2, "blocks_per_level": 1, "steps": 3, "task": "mif"})
+    assert ModelConfig.from_json(older).exact_final_fusion is False
+
+
 def test_foreign_or_broken_files_are_rejected(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match="not an mmfuse checkpoint"):

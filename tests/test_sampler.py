@@ -195,3 +195,28 @@ def test_the_denoiser_sees_each_sources_quantisation():
     y = torch.from_numpy(camera(16, 16))[None, None]
     sample(Recorder(), ObservationBatch(Observation(y, Degradation(), 8)), ObservationBatch(Observation(y, Degradation(), 16)), SamplerParameters(2))
     assert len(seen) == 2 and seen[0][0].tolist() == pytest.approx([1.0, 255 / 65535])
+
+
+class FixedRandomDenoiser:
+    """Predicts a fixed random e (so the fused channel drifts away from the sources) and a varying weight map."""
+
+    size_multiple = 1
+
+    def __call__(self, z, inputs):
+        gen = torch.Generator().manual_seed(inputs.step)
+        e = 0.05 * torch.randn(z.shape, generator=gen)
+        m = torch.rand(z[:, :1].shape, generator=gen)
+        return e, m
+
+
+def test_exact_final_fusion_makes_the_fused_image_the_weighted_restored_sources():
+    x = torch.from_numpy(camera(32, 32))[None, None]
+    o1 = ObservationBatch(_obs(x, Degradation(noise=0.05), 1))  # noisy: the damping keeps lam far below 1
+    o2 = ObservationBatch(_obs(x.flip(-1), Degradation(blur=1.5, noise=0.05), 2))
+    damped = sample(FixedRandomDenoiser(), o1, o2, SamplerParameters(3))
+    exact = sample(FixedRandomDenoiser(), o1, o2, SamplerParameters(3, exact_final_fusion=True))
+    # the restored sources and the weight map do not change, only the fused row
+    assert torch.equal(exact.x1, damped.x1) and torch.equal(exact.x2, damped.x2) and torch.equal(exact.m, damped.m)
+    weighted = exact.m * exact.x1 + (1 - exact.m) * exact.x2
+    assert torch.allclose(exact.f, weighted, atol=1e-6)
+    assert (damped.f - weighted).abs().mean() > 1e-3  # as written in DESIGN.md the fused row stays damped

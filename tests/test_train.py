@@ -11,7 +11,14 @@ from safetensors.torch import load_file
 
 from mmfuse_cli.io import write_image
 from mmfuse_cli.model import load_checkpoint
-from mmfuse_cli.train import TrainConfig, fusion_loss, random_degradation, ssim_torch, train
+from mmfuse_cli.train import (
+    TrainConfig,
+    fill_architecture,
+    fusion_loss,
+    random_degradation,
+    ssim_torch,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +229,16 @@ def test_mif_ssim_weight_scales_only_the_structure_term():
     assert float(one["ssim"]) > 0.5  # the average of two unrelated images is far from both
     assert float(three["ssim"]) == pytest.approx(float(one["ssim"]))
     assert float(three["total"] - one["total"]) == pytest.approx(2.0 * float(one["ssim"]), rel=1e-5)
+
+
+def test_exact_final_fusion_follows_the_starting_checkpoint_unless_given():
+    from mmfuse_cli.model import ModelConfig
+
+    assert fill_architecture(TrainConfig(), None).exact_final_fusion is False  # from scratch: DESIGN.md as written
+    exact = ModelConfig(exact_final_fusion=True)
+    assert fill_architecture(TrainConfig(), exact).exact_final_fusion is True  # fine-tuning keeps it
+    assert fill_architecture(TrainConfig(exact_final_fusion=False), exact).exact_final_fusion is False
+    assert fill_architecture(TrainConfig(exact_final_fusion=True), ModelConfig()).exact_final_fusion is True
 
 
 def test_training_on_your_own_folders_skips_unusable_pairs_with_a_reason(data_root, tmp_path):

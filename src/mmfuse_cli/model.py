@@ -47,6 +47,9 @@ class ModelConfig:
         task: ``ivif`` or ``mif``.
         quantisation_aware: the network and the damping also see each observation's quantisation ``q``
             (:attr:`mmfuse_cli.sampler.Observation.quantisation`); checkpoints older than this field are not.
+        exact_final_fusion: the sampler's last step applies the (noise-free) fusion constraint undamped, so the
+            fused image is exactly ``m x1 + (1-m) x2`` of the restored sources (see
+            :class:`mmfuse_cli.sampler.SamplerParameters`); checkpoints older than this field do not.
     """
 
     base_channels: int = 16
@@ -55,6 +58,7 @@ class ModelConfig:
     steps: int = 3
     task: str = "ivif"
     quantisation_aware: bool = False
+    exact_final_fusion: bool = False
 
     @property
     def cond_dim(self) -> int:
@@ -153,7 +157,7 @@ class FusionModel(nn.Module):
         super().__init__()
         self.config = config
         self.net = FusionUNet(config)
-        self.sampler = SamplerParameters(config.steps, config.quantisation_aware)
+        self.sampler = SamplerParameters(config.steps, config.quantisation_aware, config.exact_final_fusion)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

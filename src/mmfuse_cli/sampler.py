@@ -157,14 +157,20 @@ class SamplerParameters(nn.Module):
 
     For a step count other than the trained one, the schedule (log abar) and damping are interpolated over
     normalised time, so ``--steps`` can trade speed for quality without retraining.
+
+    ``exact_final_fusion``: the damping exists because the observations are noisy, but the fusion row
+    ``m x1 + (1-m) x2 - f = 0`` carries no noise. With this flag the last step applies that row undamped
+    (``lam = 1``), so the fused output is exactly ``m x1' + (1-m) x2'`` of the restored sources returned with it;
+    without it the fusion row uses the sources' mean damping at every step (DESIGN.md as written).
     """
 
-    def __init__(self, steps: int = 3, quantisation_aware: bool = False):
+    def __init__(self, steps: int = 3, quantisation_aware: bool = False, exact_final_fusion: bool = False):
         super().__init__()
         if steps < 1:
             raise ValueError("steps must be >= 1")
         self.steps = steps
         self.quantisation_aware = quantisation_aware
+        self.exact_final_fusion = exact_final_fusion
         target = torch.linspace(0.9, 0.5, steps) if steps > 1 else torch.tensor([0.7])
         alphas = torch.cat([target[:1], target[1:] / target[:-1]])
         self.alpha_logit = nn.Parameter(torch.logit(alphas.clamp(1e-4, 1 - 1e-4)))
@@ -333,6 +339,8 @@ def sample(
         else:
             lam1, lam2 = params.damping(k, damp_u, damp_v, damp_w, sig, quant, blur)
         z0 = joint_correction(z0, m, obs1, obs2, lam1, lam2)
+        if k == 1 and getattr(params, "exact_final_fusion", False):
+            z0 = torch.cat([z0[:, 0:2], m * z0[:, 0:1] + (1 - m) * z0[:, 1:2]], dim=1)  # fusion row, lam = 1
         z = torch.sqrt(abar[k - 1]) * z0 + torch.sqrt(1 - abar[k - 1]) * e
     return SampleOutput(z[:, 0:1], z[:, 1:2], z[:, 2:3], m)
 

@@ -101,6 +101,7 @@ class TrainConfig:
     observation_bits: int = 8  # round synthetic observations to N-bit samples, like the files they stand for (0 = off)
     exact_fraction: float = 0.25  # share of observations left unrounded (they stand for 16-bit or float inputs)
     quantisation_aware: bool | None = None  # model sees each input's bit depth; None = as the resumed run, else on
+    exact_final_fusion: bool | None = None  # last step enforces f = m x1 + (1-m) x2; None = as resumed/init-from, else off
     w_int: float = 5.0
     w_grad: float = 1.0
     w_ssim: float = 1.0  # MIF: weight of the fused image's structure term (1 - SSIM(f, a)) + (1 - SSIM(f, b))
@@ -122,8 +123,16 @@ def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfi
             setattr(cfg, name, from_known if from_known is not None else default)
     if cfg.quantisation_aware is None:
         cfg.quantisation_aware = True
+    if cfg.exact_final_fusion is None:
+        cfg.exact_final_fusion = known.exact_final_fusion if known else False
     return ModelConfig(
-        cfg.base_channels, cfg.levels, cfg.blocks_per_level, cfg.sampler_steps, cfg.task, cfg.quantisation_aware
+        cfg.base_channels,
+        cfg.levels,
+        cfg.blocks_per_level,
+        cfg.sampler_steps,
+        cfg.task,
+        cfg.quantisation_aware,
+        cfg.exact_final_fusion,
     )
 
 
@@ -432,6 +441,7 @@ def _stored_architecture(stored: dict, task: str) -> ModelConfig:
         stored["sampler_steps"],
         task,
         bool(stored.get("quantisation_aware", False)),
+        bool(stored.get("exact_final_fusion", False)),
     )
 
 

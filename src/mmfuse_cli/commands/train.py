@@ -59,6 +59,12 @@ def train(
         help="KIND=W: draw this degradation kind W times as often (repeatable; kinds: clean, noise, blur, down, "
         "blur+noise, down+noise, blur+down, blur+down+noise; unnamed kinds weigh 1).",
     ),
+    exact_final_fusion: Optional[bool] = typer.Option(
+        None,
+        "--exact-final-fusion/--no-exact-final-fusion",
+        help="Last sampler step enforces fused = m a + (1-m) b of the restored sources [default: as --init-from "
+        "or the resumed run, else off].",
+    ),
     quantisation_aware: Optional[bool] = typer.Option(
         None,
         "--quantisation-aware/--no-quantisation-aware",
@@ -120,6 +126,7 @@ def train(
         observation_bits=observation_bits,
         exact_fraction=exact_fraction,
         quantisation_aware=quantisation_aware,
+        exact_final_fusion=exact_final_fusion,
         kind_weights=kind_weights,
     )
     try:
