@@ -12,6 +12,9 @@ estimate ``e`` ``(N, 3, H, W)`` and the fusion weight map ``m`` ``(N, 1, H, W)``
 
 Images are float32 in [0, 1]; noise levels ``sigma`` are in the same units.
 
+The fusion row of the correction has no sensor noise; a sampler built with ``exact_final_fusion`` (see
+:class:`SamplerParameters`) applies it undamped at the last step, so ``f = m x1 + (1-m) x2`` exactly.
+
 Quantisation: an observation read from an 8-bit file carries rounding noise (std ``1 / (255 sqrt 12)``) that the
 declared ``sigma`` does not include and that a deblurring pseudo-inverse amplifies. Each observation therefore
 knows the bit depth it came from (:attr:`Observation.bits`); a quantisation-aware model sees it as
@@ -339,7 +342,7 @@ def sample(
         else:
             lam1, lam2 = params.damping(k, damp_u, damp_v, damp_w, sig, quant, blur)
         z0 = joint_correction(z0, m, obs1, obs2, lam1, lam2)
-        if k == 1 and getattr(params, "exact_final_fusion", False):
+        if k == 1 and params.exact_final_fusion:
             z0 = torch.cat([z0[:, 0:2], m * z0[:, 0:1] + (1 - m) * z0[:, 1:2]], dim=1)  # fusion row, lam = 1
         z = torch.sqrt(abar[k - 1]) * z0 + torch.sqrt(1 - abar[k - 1]) * e
     return SampleOutput(z[:, 0:1], z[:, 1:2], z[:, 2:3], m)
