@@ -245,15 +245,17 @@ def joint_correction(
     obs2: ObservationBatch,
     lam1: torch.Tensor,
     lam2: torch.Tensor,
+    lam_fusion: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Project ``z0 = [x1, x2, f]`` towards the joint constraint set (DESIGN.md).
 
-    ``x_i' = x_i - lam_i A_i+ r_i``; ``f' = f - lam (m A1+ r1 + (1-m) A2+ r2 - r3)`` with
-    ``r3 = m x1 + (1-m) x2 - f``. The fusion row uses the mean of the two damping factors per sample
-    (exactly ``lam`` when both are equal), so with ``lam = 1``: ``f' = m x1' + (1-m) x2'``.
+    ``x_i' = x_i - lam_i A_i+ r_i``; ``f' = f - (m lam1 A1+ r1 + (1-m) lam2 A2+ r2 - lam_f r3)`` with
+    ``r3 = m x1 + (1-m) x2 - f``. The fusion row's ``lam_f`` defaults to the mean of the two damping factors per
+    sample (exactly ``lam`` when both are equal); with ``lam_f = 1``: ``f' = m x1' + (1-m) x2'`` whatever
+    ``lam1``, ``lam2``.
 
     Args:
-        z0: ``(N, 3, H, W)``; m: ``(N, 1, H, W)`` in [0, 1]; lam1, lam2: ``(N,)`` damping per sample.
+        z0: ``(N, 3, H, W)``; m: ``(N, 1, H, W)`` in [0, 1]; lam1, lam2, lam_fusion: ``(N,)`` damping per sample.
     """
     x1, x2, f = z0[:, 0:1], z0[:, 1:2], z0[:, 2:3]
     p1 = obs1.pinv_residual(x1)
@@ -261,7 +263,7 @@ def joint_correction(
     r3 = m * x1 + (1 - m) * x2 - f
     l1 = lam1.view(-1, 1, 1, 1)
     l2 = lam2.view(-1, 1, 1, 1)
-    lf = 0.5 * (l1 + l2)
+    lf = 0.5 * (l1 + l2) if lam_fusion is None else lam_fusion.view(-1, 1, 1, 1)
     x1n = x1 - l1 * p1
     x2n = x2 - l2 * p2
     fn = f - (m * l1 * p1 + (1 - m) * l2 * p2 - lf * r3)
@@ -341,9 +343,8 @@ def sample(
             lam2 = ddnm_lambda(abar[k], abar[k - 1], total_noise2)
         else:
             lam1, lam2 = params.damping(k, damp_u, damp_v, damp_w, sig, quant, blur)
-        z0 = joint_correction(z0, m, obs1, obs2, lam1, lam2)
-        if k == 1 and params.exact_final_fusion:
-            z0 = torch.cat([z0[:, 0:2], m * z0[:, 0:1] + (1 - m) * z0[:, 1:2]], dim=1)  # fusion row, lam = 1
+        exact_fusion = k == 1 and params.exact_final_fusion  # the noise-free fusion row, undamped
+        z0 = joint_correction(z0, m, obs1, obs2, lam1, lam2, torch.ones(n, device=device) if exact_fusion else None)
         z = torch.sqrt(abar[k - 1]) * z0 + torch.sqrt(1 - abar[k - 1]) * e
     return SampleOutput(z[:, 0:1], z[:, 1:2], z[:, 2:3], m)
 

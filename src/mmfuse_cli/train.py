@@ -5,14 +5,14 @@ random operator (noise sigma 0-0.10, blur std 0-2.5, scale 1/2/4 and their compo
 runs, and the loss of DESIGN.md is taken on its output:
 
 * IVIF: ``S + 5 |f - max(x1c, x2c)| + 1 | |grad f| - max(|grad x1c|, |grad x2c|) |``
-* MIF:  ``S + (1 - SSIM(f, x1c)) + (1 - SSIM(f, x2c)) + 5 |f - max(x1c, x2c)|``
+* MIF:  ``S + w_ssim [(1 - SSIM(f, x1c)) + (1 - SSIM(f, x2c))] + 5 |f - max(x1c, x2c)|`` (``w_ssim`` = 1, the authors')
 
 with the source term ``S = 5 (|x1 - x1c| + |x2 - x2c|)`` (``src_loss="l1"``, the authors' weights; the default,
 and the IVIF checkpoints' loss up to stage 5a) or ``S = 0.25 mean_i [log(|x1_i - x1c_i| + 1e-3) + log(|x2_i - x2c_i| + 1e-3)]``
-per sample (``"log"``, which balances easy and hard draws; the MIF checkpoints since stage 3), or the same with the
+per sample (``"log"``, which balances easy and hard draws; the MIF checkpoints of stages 3-5), or the same with the
 per-sample RMSE in place of the L1 (``"logrmse"``: ``0.25 mean_i log(RMSE_i + 1e-3)``; for errors well above 1e-3 this
-is -PSNR_i ln(10) / 20, i.e. it maximises the mean PSNR of the restored sources directly; the IVIF stage-5b
-checkpoint, see docs/TRAINING.md).
+is -PSNR_i ln(10) / 20, i.e. it maximises the mean PSNR of the restored sources directly; the IVIF stage-5b and
+MIF stage-6 checkpoints, see docs/TRAINING.md).
 
 (``c`` = clean; Sobel gradients; L1 means.) Everything random is drawn from generators seeded by
 ``(seed, step)``, so a run is deterministic on CPU for a seed and resumes bit-exactly from its state file.
