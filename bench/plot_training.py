@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -42,9 +43,10 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="run folders; A+B for a run continued in stages")
     parser.add_argument("-o", "--output", type=Path, default=Path("docs/training-curves.png"))
     args = parser.parse_args()
-    fig, axes = plt.subplots(len(args.runs), 2, figsize=(11, 3.4 * len(args.runs)), squeeze=False)
+    fig, axes = plt.subplots(len(args.runs), 2, figsize=(11, 4.2 * len(args.runs)), squeeze=False)
     for row, run in enumerate(args.runs):
         title, log, starts = read_stages(run)
+        title = "\n".join(textwrap.wrap(title, 70))  # long stage chains wrap instead of running into the next panel
         ax = axes[row, 0]
         for key in sorted({k for r in log for k in r if k.startswith("loss_")}):
             # records without the key (a stage's step-0 validation) and non-positive totals (log-L1 source
@@ -63,7 +65,8 @@ def main() -> None:
             ax.plot(vsteps, [r[key] for r in val], style, label=key[4:].replace("_pinv", " (pseudo-inverse start)"))
         ax.set_title(f"{title}\nvalidation PSNR of restored sources (dB)", fontsize=9)
         ax.set_xlabel("step")
-        ax.legend(fontsize=8)
+        # below the axes: inside, it would hide the latest stage's curve
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
         for start in starts:
             for ax in axes[row]:
                 ax.axvline(start, color="gray", linestyle="--", linewidth=0.8)
