@@ -12,7 +12,7 @@ and the IVIF checkpoints' loss up to stage 5a) or ``S = 0.25 mean_i [log(|x1_i -
 per sample (``"log"``, which balances easy and hard draws; the MIF checkpoints of stages 3-5), or the same with the
 per-sample RMSE in place of the L1 (``"logrmse"``: ``0.25 mean_i log(RMSE_i + 1e-3)``; for errors well above 1e-3 this
 is -PSNR_i ln(10) / 20, i.e. it maximises the mean PSNR of the restored sources directly; the IVIF stage-5b and
-MIF stage-6 checkpoints, see docs/TRAINING.md).
+MIF stage-6 and stage-7 checkpoints, see docs/TRAINING.md).
 
 (``c`` = clean; Sobel gradients; L1 means.) Everything random is drawn from generators seeded by
 ``(seed, step)``, so a run is deterministic on CPU for a seed and resumes bit-exactly from its state file.
