@@ -2,6 +2,7 @@
 
     python bench/validation_scenarios.py --task ivif runs/ivif-q/state.safetensors drfusion-ivif-s
     python bench/validation_scenarios.py --task mif runs/mif-q/model.safetensors --pairs 8 --crop 256
+    python bench/validation_scenarios.py --task mif drfusion-mif-s --only mri_pet/train/pet --scenarios blur
 
 The quality benchmark (bench/quality.py) scores the test splits; choices made while training (which checkpoint
 to ship, which setting to keep) must not look at them. This script answers "does the model beat its start by
@@ -58,17 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=256, help="centre crop side in pixels")
     parser.add_argument("--scenarios", default="noise,blur,composite")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--only", default="", help="keep validation pairs whose key (a_dir/stem) contains this, e.g. mri_pet/train/pet"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     cfg = TrainConfig(task=args.task, data=args.data)
     pairs = load_pairs(training_folders(cfg), cfg.crop, log=lambda s: None, root=Path(args.data))
     _, val = split_pairs(pairs, cfg.val_fraction)
+    val = [pair for pair in val if args.only in pair.key]
+    if not val:
+        parser.error(f"no validation pair's key contains {args.only!r}")
     val = val[:: max(1, len(val) // args.pairs)][: args.pairs]
     fusers = [Fuser(load_model(m, args.task)) for m in args.models]
     names = [Path(m).parent.name + "/" + Path(m).name if Path(m).exists() else m for m in args.models]
 
-    print(f"{len(val)} validation pairs of {args.task}, centre crops <= {args.crop} px, 8-bit observations\n")
+    only = f" whose key contains {args.only!r}" if args.only else ""
+    print(f"{len(val)} validation pairs of {args.task}{only}, centre crops <= {args.crop} px, 8-bit observations\n")
     header = "| scenario | source | start (dB) | " + " | ".join(f"{n} gain" for n in names) + " |"
     print(header)
     print("|" + " --- |" * (3 + len(names)))

@@ -24,6 +24,7 @@ from mmfuse_cli.operators import (
     Identity,
     degrade_tensor,
     from_spec,
+    project_to_grid,
 )
 
 OPERATORS = [
@@ -114,7 +115,18 @@ def test_bad_specs_are_rejected(spec):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"noise": -1.0}, {"scale": 0}, {"scale": 1000}, {"blur": float("nan")}, {"scale": 2.5}, {"noise": 3.0}]
+    "kwargs",
+    [
+        {"noise": -1.0},
+        {"scale": 0},
+        {"scale": 1000},
+        {"blur": float("nan")},
+        {"scale": 2.5},
+        {"noise": 3.0},
+        {"grid": 0},
+        {"grid": 1.5},
+        {"grid": 9},
+    ],
 )
 def test_degradation_rejects_absurd_values(kwargs):
     with pytest.raises(ValueError):
@@ -140,3 +152,35 @@ def test_degrade_tensor_noise_level_and_reproducibility():
     assert float((y1 - x).std()) == pytest.approx(0.05, rel=0.1)
     assert float(y1.min()) >= 0 and float(y1.max()) <= 1
     assert np.isfinite(y1.numpy()).all()
+
+
+def test_a_pixel_grid_round_trips_and_is_left_out_when_it_is_one():
+    on_grid = Degradation(blur=1.5, grid=2)
+    assert on_grid.as_dict() == {"blur": 1.5, "scale": 1, "noise": 0.0, "grid": 2}
+    assert Degradation.from_dict(on_grid.as_dict()) == on_grid
+    assert Degradation.from_dict({"grid": 2.0}).grid == 2  # JSON writers may store integers as floats
+    assert "grid" not in Degradation(blur=1.5).as_dict()  # sidecars written before the field stay identical
+    assert on_grid.describe() == "blur 1.5 (2x2 pixel grid)"
+    assert Degradation(grid=4).is_clean  # a grid is a property of the source, not a degradation
+    assert on_grid.operator().spec() == Degradation(blur=1.5).operator().spec()
+    assert on_grid.conditioning() == Degradation(blur=1.5).conditioning()  # the network is not told
+
+
+@pytest.mark.parametrize("grid,size", [(2, (6, 8)), (2, (7, 9)), (3, (10, 11)), (4, (16, 16))])
+def test_grid_projection_is_the_orthogonal_projection_onto_replicated_images(grid, size):
+    torch.manual_seed(grid)
+    x = torch.rand(2, 3, *size)
+    p = project_to_grid(x, grid)
+    assert torch.allclose(project_to_grid(p, grid), p, atol=1e-6)  # idempotent
+    assert abs(float(((x - p) * p).sum())) < 1e-4  # the residual is orthogonal to the result
+    # every block (the partial ones at the bottom and right included) holds the mean of its pixels
+    h, w = size
+    for top in range(0, h, grid):
+        for left in range(0, w, grid):
+            block = x[..., top : top + grid, left : left + grid]
+            want = block.mean(dim=(-2, -1), keepdim=True).expand_as(block)
+            assert torch.allclose(p[..., top : top + grid, left : left + grid], want, atol=1e-6)
+    low = torch.rand(1, 1, 4, 5)
+    replicated = low.repeat_interleave(grid, -2).repeat_interleave(grid, -1)
+    assert torch.allclose(project_to_grid(replicated, grid), replicated, atol=1e-6)
+    assert project_to_grid(x, 1) is x

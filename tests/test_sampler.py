@@ -220,3 +220,42 @@ def test_exact_final_fusion_makes_the_fused_image_the_weighted_restored_sources(
     weighted = exact.m * exact.x1 + (1 - exact.m) * exact.x2
     assert torch.allclose(exact.f, weighted, atol=1e-6)
     assert (damped.f - weighted).abs().mean() > 1e-3  # as written in DESIGN.md the fused row stays damped
+
+
+def test_a_known_pixel_grid_is_imposed_on_the_last_steps_result_only():
+    """A source stored as 2 x 2 blocks comes back as 2 x 2 blocks; the other source and the steps before are as
+    without the grid, and the fused row still equals the weighted restored sources."""
+    from dataclasses import replace
+
+    from mmfuse_cli.operators import project_to_grid
+
+    x = torch.from_numpy(camera(32, 48))[None, None]
+    blocky = project_to_grid(x, 2)
+    plain_deg, grid_deg = Degradation(blur=1.5, noise=0.02), Degradation(blur=1.5, noise=0.02, grid=2)
+    y1 = _obs(blocky, plain_deg, 1).y
+    o2 = ObservationBatch(_obs(x.flip(-1), Degradation(blur=1.0), 2))
+    params = SamplerParameters(3, exact_final_fusion=True)
+    plain = sample(FixedRandomDenoiser(), ObservationBatch(Observation(y1, plain_deg)), o2, params)
+    on_grid = sample(FixedRandomDenoiser(), ObservationBatch(Observation(y1, grid_deg)), o2, params)
+    assert torch.allclose(on_grid.x1, project_to_grid(plain.x1, 2), atol=1e-6)
+    assert torch.equal(on_grid.x2, plain.x2) and torch.equal(on_grid.m, plain.m)
+    assert torch.allclose(on_grid.f, on_grid.m * on_grid.x1 + (1 - on_grid.m) * on_grid.x2, atol=1e-6)
+    # the projection removes only error: closer to the blocky truth
+    assert (on_grid.x1 - blocky).pow(2).mean() < (plain.x1 - blocky).pow(2).mean()
+
+    # the correction itself: without on_grid nothing changes; with it the damped fusion row follows each source's
+    # whole move, and a batch mixing grids projects only the samples that have one
+    z0 = torch.cat([x, x.flip(-1), torch.rand_like(x)], dim=1).repeat(2, 1, 1, 1)
+    m, lam = torch.rand_like(z0[:, :1]), torch.full((2,), 0.4)
+    mixed = ObservationBatch([Observation(y1, grid_deg), Observation(y1, plain_deg)])
+    plain_batch = ObservationBatch([Observation(y1, plain_deg), Observation(y1, replace(plain_deg))])
+    o2b = ObservationBatch([o2.items[0], o2.items[0]])
+    before = joint_correction(z0, m, plain_batch, o2b, lam, lam)
+    assert torch.equal(joint_correction(z0, m, mixed, o2b, lam, lam), before)
+    after = joint_correction(z0, m, mixed, o2b, lam, lam, on_grid=True)
+    assert torch.allclose(after[0:1, 0:1], project_to_grid(before[0:1, 0:1], 2), atol=1e-6)
+    assert torch.allclose(after[1:2], before[1:2], atol=1e-6) and torch.equal(after[:, 1:2], before[:, 1:2])
+    # the fused row moves by the weighted extra move of source 1 (0 for the sample without a grid)
+    extra = after[:, 0:1] - before[:, 0:1]
+    assert extra.abs().amax() > 1e-3
+    assert torch.allclose(after[:, 2:3] - before[:, 2:3], m * extra, atol=1e-6)

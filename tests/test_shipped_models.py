@@ -35,3 +35,27 @@ def test_shipped_checkpoint_denoises_unseen_8bit_photographs(task):
     fused = compute_metrics(out.fused, a, b, names="Qabf,VIF")
     average = compute_metrics(0.5 * (ya + yb), a, b, names="Qabf,VIF")
     assert fused["Qabf"] > average["Qabf"] + 0.02 and fused["VIF"] > average["VIF"] + 0.05  # measured: +0.05, +0.10
+
+
+def test_shipped_mif_checkpoint_restores_a_pixel_replicated_scan_when_told_its_grid():
+    """A 64 x 64 scan stored at 128 x 128 as 2 x 2 blocks (as the Harvard atlas stores PET), then blurred: the
+    blur wipes out the block edges, which no deconvolution brings back; told the grid, mmfuse restores them."""
+    model = load_checkpoint(resolve_checkpoint("drfusion-mif-s", task="mif", progress=False))
+    scan = np.repeat(np.repeat(camera(64, 64), 2, 0), 2, 1)
+    mri = to_gray(astronaut(128, 128))
+    blur = Degradation(blur=1.5)
+    ya, yb = _observe_8bit(scan, blur, 0), _observe_8bit(mri, blur, 1)
+    untold = Fuser(model).fuse(ya, yb, blur, blur, bits=(8, 8))
+    told = Fuser(model).fuse(ya, yb, Degradation(blur=1.5, grid=2), blur, bits=(8, 8))
+    # measured: pseudo-inverse start 32.4 dB, untold 33.0 dB, told 40.5 dB
+    assert _psnr(told.a, scan) > _psnr(_pinv(ya, blur), scan) + 5.0
+    assert _psnr(told.a, scan) > _psnr(untold.a, scan) + 5.0
+    assert np.array_equal(told.b, untold.b)  # the MRI is not on a grid: unchanged
+
+
+def _pinv(y: np.ndarray, degradation: Degradation) -> np.ndarray:
+    """The pseudo-inverse start ``A+ y`` (H, W) in [0, 1]."""
+    import torch
+
+    with torch.inference_mode():
+        return degradation.operator().pinv(torch.from_numpy(y)[None, None])[0, 0].clamp(0, 1).numpy()

@@ -21,6 +21,9 @@ def test_round_trip(tmp_path):
     side = read_sidecar(tmp_path / SIDECAR_NAME)
     assert side.degradation == Degradation(1.5, 2, 0.05)
     assert side.seed == 4 and side.files == ["a.png", "b.png"]
+    # a source stored as pixel blocks (``grid``, written by hand: `mmfuse degrade` never sets it)
+    write_sidecar(tmp_path, Sidecar(Degradation(1.5, 1, 0.0, grid=2)))
+    assert read_sidecar(tmp_path / SIDECAR_NAME).degradation.grid == 2
 
 
 @pytest.mark.parametrize(
@@ -34,6 +37,7 @@ def test_round_trip(tmp_path):
         (lambda d: {**d, "degradation": {"blur": 1, "scale": 1000, "noise": 0}}, "scale"),
         (lambda d: {**d, "degradation": {"blur": 1, "scale": 2, "noise": -1}}, "noise"),
         (lambda d: {**d, "degradation": {"blur": 1, "zoom": 2}}, "unknown degradation field"),
+        (lambda d: {**d, "degradation": {"blur": 1, "grid": 0}}, "pixel grid"),
         (lambda d: {**d, "files": ["../../etc/passwd"]}, "outside the folder"),
         (lambda d: {**d, "files": ["/etc/passwd"]}, "outside the folder"),
         (lambda d: {**d, "files": ["C:\\\\x.png"]}, "outside the folder"),

@@ -14,7 +14,9 @@ from mmfuse_cli.model import load_checkpoint
 from mmfuse_cli.train import (
     TrainConfig,
     fill_architecture,
+    PairImages,
     fusion_loss,
+    random_crops,
     random_degradation,
     ssim_torch,
     train,
@@ -124,6 +126,49 @@ def test_random_degradations_cover_every_kind_within_range():
     assert {d.scale for d in degs} == {1, 2, 4}
     assert max(d.noise for d in degs) <= 0.1 and max(d.blur for d in degs) <= 2.5
     assert any(d.is_clean for d in degs) and any(d.blur and d.scale > 1 and d.noise for d in degs)
+
+
+def _replicated_pair(seed: int, h: int = 70, w: int = 90) -> PairImages:
+    """A pair stored as 2 x 2 pixel blocks (a low-resolution scan enlarged by replication, like Harvard PET)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    a, b = (np.kron(rng.random((h // 2, w // 2)), np.ones((2, 2))).astype(np.float32) for _ in range(2))
+    return PairImages(f"x/{seed}", a, b)
+
+
+def _block_spread(crops: torch.Tensor) -> float:
+    """Largest spread inside the 2 x 2 blocks that start at even rows and columns: 0 when the grid is kept."""
+    n, _, h, w = crops.shape
+    blocks = crops.reshape(n, h // 2, 2, w // 2, 2)
+    return float((blocks.amax(dim=(2, 4)) - blocks.amin(dim=(2, 4))).max())
+
+
+def test_aligned_crops_keep_the_block_grid_of_pixel_replicated_images():
+    import numpy as np
+
+    pairs = [_replicated_pair(seed) for seed in range(3)]
+    a, b = random_crops(pairs, 64, 32, np.random.default_rng(0), align=2)
+    assert _block_spread(a) == 0.0 and _block_spread(b) == 0.0  # flips included (half of the 64 crops)
+    a1, _ = random_crops(pairs, 64, 32, np.random.default_rng(0), align=1)
+    assert _block_spread(a1) > 0.5  # odd corners cut the blocks
+
+
+def test_unaligned_crops_are_the_draws_every_earlier_run_made():
+    import numpy as np
+
+    pairs = [_replicated_pair(seed) for seed in range(3)]
+    a, b = random_crops(pairs, 5, 32, np.random.default_rng(3))
+    rng = np.random.default_rng(3)  # the draws before ``align`` existed: pair, top, left, flips
+    for i in range(5):
+        p = pairs[rng.integers(len(pairs))]
+        top, left = rng.integers(p.a.shape[0] - 32 + 1), rng.integers(p.a.shape[1] - 32 + 1)
+        want = p.a[top : top + 32, left : left + 32]
+        if rng.random() < 0.5:
+            want = want[:, ::-1]
+        if rng.random() < 0.5:
+            want = want[::-1]
+        assert np.array_equal(a[i, 0].numpy(), want)
 
 
 def _kind(d) -> str:

@@ -6,6 +6,8 @@ in [0, 1], ``(h, w)`` or ``(h, w, 3)`` on their sensor grids; the output grid is
 (Cb, Cr) of the colour source is carried to the output grid through that source's pseudo-inverse ``A+`` and
 recombined with the fused Y. If both sources are colour, ``b``'s chroma is used for IVIF (visible) and ``a``'s
 for MIF (PET/SPECT). A 3-channel image whose channels are equal (e.g. LLVIP infrared JPEGs) counts as gray.
+A source with a pixel grid (``Degradation.grid``) keeps it in its restored luminance and in the chroma carried
+over (the fused image mixes in the other source's detail and is not held to it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from mmfuse_cli.degradation import Degradation
 from mmfuse_cli.io import rgb_to_ycbcr, ycbcr_to_rgb
 from mmfuse_cli.model import FusionModel
+from mmfuse_cli.operators import project_to_grid
 from mmfuse_cli.sampler import DampingMode, Observation, ObservationBatch, SampleOutput, is_finite, sample
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
@@ -171,7 +174,7 @@ class Fuser:
         height, width = grid
         if self.tile is None or (height <= self.tile and width <= self.tile):
             return self._run_sampler(ya, yb, deg_a, deg_b, bits)
-        unit = int(np.lcm(deg_a.scale, deg_b.scale))
+        unit = int(np.lcm.reduce([deg_a.scale, deg_b.scale, deg_a.grid, deg_b.grid]))  # tiles keep both grids
         tile = max(unit, self.tile // unit * unit)
         overlap = max(unit, self.overlap // unit * unit)
         n = ya.shape[0]
@@ -189,7 +192,12 @@ class Fuser:
                 acc[..., top : top + th, left : left + tw] += block * ramp
                 weight[..., top : top + th, left : left + tw] += ramp
         acc = acc / weight
-        return SampleOutput(acc[:, 0:1], acc[:, 1:2], acc[:, 2:3], acc[:, 3:4])
+        x1, x2, f, m = acc[:, 0:1], acc[:, 1:2], acc[:, 2:3], acc[:, 3:4]
+        # the blend ramps mix neighbouring tiles pixel by pixel: put the sources back on their grids, and move
+        # the fused image with them as the sampler's correction does
+        x1_grid, x2_grid = project_to_grid(x1, deg_a.grid), project_to_grid(x2, deg_b.grid)
+        f = f + m * (x1_grid - x1) + (1 - m) * (x2_grid - x2)
+        return SampleOutput(x1_grid, x2_grid, f, m)
 
     def _recolor(self, fused_y: np.ndarray, a: np.ndarray, b: np.ndarray, deg_a: Degradation, deg_b: Degradation):
         color_a, color_b = not is_effectively_gray(a), not is_effectively_gray(b)
@@ -204,7 +212,7 @@ class Fuser:
         op = deg.operator()
         t = torch.from_numpy(np.ascontiguousarray(chroma.transpose(2, 0, 1)))[None]
         with torch.inference_mode():
-            up = op.pinv(t)[0].numpy().transpose(1, 2, 0)
+            up = project_to_grid(op.pinv(t), deg.grid)[0].numpy().transpose(1, 2, 0)
         ycc = np.concatenate([fused_y[..., None], up], axis=-1)
         return np.clip(ycbcr_to_rgb(ycc), 0.0, 1.0)
 

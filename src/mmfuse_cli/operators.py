@@ -14,6 +14,9 @@ Downsample(r)       r x r average pooling                    replicate each pixe
 Composite           D(B(x)) (blur, then downsample)          B+(D+(y))
 ==================  =======================================  =================================================
 
+A source stored enlarged by pixel replication (``Degradation.grid``) is a constraint on ``x``, not part of ``A``:
+:func:`project_to_grid` is the orthogonal projection onto images made of ``g x g`` blocks of equal pixels.
+
 Sizes: ``Downsample(r).apply`` needs H and W divisible by r and raises ``ValueError`` otherwise (no silent
 cropping). Every operator has a plain-data :meth:`spec` that round-trips through JSON via :func:`from_spec`.
 """
@@ -43,6 +46,7 @@ __all__ = [
     "degrade_tensor",
     "from_spec",
     "gaussian_kernel1d",
+    "project_to_grid",
     "wiener_eps_for_noise",
 ]
 
@@ -211,6 +215,20 @@ class Composite:
 
     def spec(self) -> dict[str, Any]:
         return {"type": "composite", "blur": self.blur.spec(), "downsample": self.down.spec()}
+
+
+def project_to_grid(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """Every ``grid x grid`` block of ``x`` ``(N, C, H, W)`` set to its mean, blocks from the top-left pixel.
+
+    The orthogonal projection onto pixel-replicated images: idempotent, and an image that already consists of
+    such blocks is returned unchanged. Blocks cut by the bottom or right border average the pixels they have, so
+    any H and W work. ``grid=1`` returns ``x`` itself.
+    """
+    if grid == 1:
+        return x
+    h, w = x.shape[-2:]
+    means = F.avg_pool2d(x, grid, ceil_mode=True)
+    return means.repeat_interleave(grid, dim=-2).repeat_interleave(grid, dim=-1)[..., :h, :w]
 
 
 def from_spec(spec: dict[str, Any]) -> Operator:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mmfuse_cli.degradation import Degradation
@@ -49,6 +49,8 @@ class RunOptions:
         prefetch: how many pairs are decoded ahead of the model.
         input_bits: bit depth the model is told the inputs were rounded to (``None`` = each file's own depth;
             0 = treat the inputs as exact values, trusting the data as much as for noiseless float input).
+        grid_a, grid_b: pixel grid of each source (``Degradation.grid``), set over whatever the flags or the
+            sidecar say; ``None`` = as they say (1 unless a sidecar has ``"grid"``).
     """
 
     output_dir: Path
@@ -63,6 +65,8 @@ class RunOptions:
     prefetch: int = 4
     writer_threads: int = 2
     input_bits: int | None = None
+    grid_a: int | None = None
+    grid_b: int | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -103,11 +107,15 @@ def output_path(options: RunOptions, key: str, kind: str = "fused") -> Path:
     return base / f"{key}.{options.out_format}"
 
 
+def _with_grid(degradation: Degradation, grid: int | None) -> Degradation:
+    return degradation if grid is None else replace(degradation, grid=grid)
+
+
 def _load(pair: Pair, options: RunOptions, sidecars: SidecarCache) -> _Loaded | ItemResult:
     start = time.perf_counter()
     try:
-        deg_a = options.deg_a or sidecars.degradation_for(pair.a) or Degradation()
-        deg_b = options.deg_b or sidecars.degradation_for(pair.b) or Degradation()
+        deg_a = _with_grid(options.deg_a or sidecars.degradation_for(pair.a) or Degradation(), options.grid_a)
+        deg_b = _with_grid(options.deg_b or sidecars.degradation_for(pair.b) or Degradation(), options.grid_b)
         a = read_image(pair.a)
         b = read_image(pair.b)
         check_sizes(a.pixels.shape, b.pixels.shape, deg_a, deg_b)

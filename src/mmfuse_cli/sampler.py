@@ -15,6 +15,9 @@ Images are float32 in [0, 1]; noise levels ``sigma`` are in the same units.
 The fusion row of the correction has no sensor noise; a sampler built with ``exact_final_fusion`` (see
 :class:`SamplerParameters`) applies it undamped at the last step, so ``f = m x1 + (1-m) x2`` exactly.
 
+Pixel grid: a source stored enlarged by pixel replication (``Degradation.grid``, e.g. the Harvard atlas's PET)
+is projected onto its ``g x g`` blocks in the last step's correction, so the restored source keeps them.
+
 Quantisation: an observation read from an 8-bit file carries rounding noise (std ``1 / (255 sqrt 12)``) that the
 declared ``sigma`` does not include and that a deblurring pseudo-inverse amplifies. Each observation therefore
 knows the bit depth it came from (:attr:`Observation.bits`); a quantisation-aware model sees it as
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmfuse_cli.degradation import Degradation
+from mmfuse_cli.operators import project_to_grid
 
 DampingMode = Literal["learned", "ddnm", "none"]
 
@@ -90,6 +94,12 @@ class ObservationBatch:
         if self.shared:
             return self.items[0].op.pinv(self.items[0].y)
         return torch.cat([obs.op.pinv(obs.y) for obs in self.items], dim=0)
+
+    def project_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(N, 1, H, W)`` kept on each source's pixel grid (``Degradation.grid``; unchanged where it is 1)."""
+        if all(obs.degradation.grid == 1 for obs in self.items):
+            return x
+        return self._map(lambda obs, xi: project_to_grid(xi, obs.degradation.grid), x)
 
     def pinv_residual(self, x: torch.Tensor) -> torch.Tensor:
         """``A+ (A x - y)`` for the estimate ``x`` ``(N, 1, H, W)``."""
@@ -246,6 +256,7 @@ def joint_correction(
     lam1: torch.Tensor,
     lam2: torch.Tensor,
     lam_fusion: torch.Tensor | None = None,
+    on_grid: bool = False,
 ) -> torch.Tensor:
     """Project ``z0 = [x1, x2, f]`` towards the joint constraint set (DESIGN.md).
 
@@ -253,6 +264,10 @@ def joint_correction(
     ``r3 = m x1 + (1-m) x2 - f``. The fusion row's ``lam_f`` defaults to the mean of the two damping factors per
     sample (exactly ``lam`` when both are equal); with ``lam_f = 1``: ``f' = m x1' + (1-m) x2'`` whatever
     ``lam1``, ``lam2``.
+
+    With ``on_grid``, a source with a pixel grid (``Degradation.grid > 1``) is then projected onto it,
+    ``x_i' <- P x_i'``, and the fusion row moves by that source's whole change ``x_i - x_i'``, so ``lam_f = 1``
+    still gives ``f' = m x1' + (1-m) x2'``.
 
     Args:
         z0: ``(N, 3, H, W)``; m: ``(N, 1, H, W)`` in [0, 1]; lam1, lam2, lam_fusion: ``(N,)`` damping per sample.
@@ -266,7 +281,13 @@ def joint_correction(
     lf = 0.5 * (l1 + l2) if lam_fusion is None else lam_fusion.view(-1, 1, 1, 1)
     x1n = x1 - l1 * p1
     x2n = x2 - l2 * p2
-    fn = f - (m * l1 * p1 + (1 - m) * l2 * p2 - lf * r3)
+    moved1, moved2 = m * l1 * p1, (1 - m) * l2 * p2  # the fusion row's share of each source's change
+    on_grid1, on_grid2 = (obs1.project_grid(x1n), obs2.project_grid(x2n)) if on_grid else (x1n, x2n)
+    if on_grid1 is not x1n:
+        x1n, moved1 = on_grid1, m * (x1 - on_grid1)
+    if on_grid2 is not x2n:
+        x2n, moved2 = on_grid2, (1 - m) * (x2 - on_grid2)
+    fn = f - (moved1 + moved2 - lf * r3)
     return torch.cat([x1n, x2n, fn], dim=1)
 
 
@@ -344,7 +365,9 @@ def sample(
         else:
             lam1, lam2 = params.damping(k, damp_u, damp_v, damp_w, sig, quant, blur)
         exact_fusion = k == 1 and params.exact_final_fusion  # the noise-free fusion row, undamped
-        z0 = joint_correction(z0, m, obs1, obs2, lam1, lam2, torch.ones(n, device=device) if exact_fusion else None)
+        lam_fusion = torch.ones(n, device=device) if exact_fusion else None
+        # a known pixel grid is imposed on the result only: the network was trained on states off any grid
+        z0 = joint_correction(z0, m, obs1, obs2, lam1, lam2, lam_fusion, on_grid=k == 1)
         z = torch.sqrt(abar[k - 1]) * z0 + torch.sqrt(1 - abar[k - 1]) * e
     return SampleOutput(z[:, 0:1], z[:, 1:2], z[:, 2:3], m)
 

@@ -76,6 +76,7 @@ class TrainConfig:
     steps: int = 4000
     batch: int = 8
     crop: int = 96
+    crop_align: int = 1  # crop offsets are multiples of this (2 keeps a 2x2 pixel-replication grid, see random_crops)
     lr: float = 2e-4
     sampler_lr_scale: float = 20.0
     seed: int = 0
@@ -205,14 +206,23 @@ def split_pairs(pairs: list[PairImages], val_fraction: float) -> tuple[list[Pair
     return train, val
 
 
-def random_crops(pairs: list[PairImages], n: int, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` aligned random crops (with random flips) -> two ``(n, 1, size, size)`` tensors."""
+def random_crops(
+    pairs: list[PairImages], n: int, size: int, rng: np.random.Generator, align: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` aligned random crops (with random flips) -> two ``(n, 1, size, size)`` tensors.
+
+    ``align``: the crop's top-left corner lies on multiples of it. Images that were enlarged by pixel replication
+    (the Harvard atlas's PET and SPECT are 128 x 128 scans stored as 2 x 2 blocks at 256 x 256) keep their block
+    grid in every crop with ``align=2``, as they do in a whole file, so a model can learn that grid; with ``size``
+    even, the flips keep it too. ``align=1`` draws exactly what the trainer drew before the option existed.
+    """
     a_out = np.empty((n, 1, size, size), np.float32)
     b_out = np.empty_like(a_out)
     for i in range(n):
         p = pairs[rng.integers(len(pairs))]
         h, w = p.a.shape
-        top, left = rng.integers(h - size + 1), rng.integers(w - size + 1)
+        top = rng.integers((h - size) // align + 1) * align
+        left = rng.integers((w - size) // align + 1) * align
         a = p.a[top : top + size, left : left + size]
         b = p.b[top : top + size, left : left + size]
         if rng.random() < 0.5:
@@ -370,7 +380,7 @@ def make_validation_set(val_pairs: list[PairImages], cfg: TrainConfig, count: in
     rng, gen = _step_rng(cfg.seed + 7919, 0)
     smallest = min(min(p.a.shape) for p in val_pairs)
     size = min(max(cfg.crop, 128), smallest) // 8 * 8
-    a, b = random_crops(val_pairs, count, size, rng)
+    a, b = random_crops(val_pairs, count, size, rng, cfg.crop_align)
     da = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(count)]
     db = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(count)]
     return (a, b, *observe_pair(a, b, da, db, gen, cfg))
@@ -606,7 +616,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
             log(f"time budget of {cfg.max_minutes} min reached at step {step}")
             break
         rng, gen = _step_rng(cfg.seed, step)
-        a, b = random_crops(train_pairs, cfg.batch, cfg.crop, rng)
+        a, b = random_crops(train_pairs, cfg.batch, cfg.crop, rng, cfg.crop_align)
         da = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
         db = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
         oa, ob = observe_pair(a, b, da, db, gen, cfg)

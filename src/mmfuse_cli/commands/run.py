@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mmfuse_cli.degradation import Degradation
+from mmfuse_cli.degradation import MAX_GRID, Degradation
 from mmfuse_cli.pairing import Pair, pair_folders, parse_pair_lines
 from mmfuse_cli.reporting import (
     EXIT_ITEMS_FAILED,
@@ -49,6 +49,12 @@ def run(
     b_blur: Optional[float] = typer.Option(None, "--b-blur", help="Blur std (pixels) of source b."),
     b_noise: Optional[float] = typer.Option(None, "--b-noise", help="Noise std ([0, 1] units) of source b."),
     b_scale: Optional[int] = typer.Option(None, "--b-scale", help="Downsampling factor of source b."),
+    a_grid: Optional[int] = typer.Option(
+        None,
+        "--a-grid",
+        help="Source a is stored enlarged by pixel replication in NxN blocks (Harvard PET/SPECT: 2); keep them.",
+    ),
+    b_grid: Optional[int] = typer.Option(None, "--b-grid", help="The same for source b."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
     batch: int = typer.Option(1, "--batch", help="Pairs per network call (same-size pairs are grouped)."),
@@ -92,6 +98,9 @@ def run(
             raise ValueError(f"--input-bits must be 0 (exact) or a bit depth from 1 to 16, got {input_bits}")
         if steps is not None and not (1 <= steps <= 50):
             raise ValueError(f"--steps must be in [1, 50], got {steps}")
+        for side, grid in (("a", a_grid), ("b", b_grid)):
+            if grid is not None and not (1 <= grid <= MAX_GRID):
+                raise ValueError(f"--{side}-grid must be an integer in [1, {MAX_GRID}], got {grid}")
         deg_a = _degradation("a", a_blur, a_noise, a_scale)
         deg_b = _degradation("b", b_blur, b_noise, b_scale)
         pairs, problems = _collect_pairs(a_dir, b_dir, pairs_file, recursive)
@@ -122,6 +131,8 @@ def run(
         out_format=out_format,
         bit_depth=bit_depth,
         input_bits=input_bits,
+        grid_a=a_grid,
+        grid_b=b_grid,
         batch=batch,
         save_sources=save_sources,
         skip_existing=skip_existing,

@@ -24,6 +24,12 @@ def train(
     steps: int = typer.Option(4000, "--steps", help="Optimizer steps."),
     batch: int = typer.Option(8, "--batch", help="Crops per step."),
     crop: int = typer.Option(96, "--crop", help="Crop size in pixels (multiple of 8)."),
+    crop_align: int = typer.Option(
+        1,
+        "--crop-align",
+        min=1,
+        help="Crop corners on multiples of N: 2 keeps the 2x2 grid of pixel-replicated images (Harvard PET/SPECT).",
+    ),
     lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed of all randomness (deterministic on CPU)."),
     sampler_steps: Optional[int] = typer.Option(
@@ -110,6 +116,7 @@ def train(
         steps=steps,
         batch=batch,
         crop=crop,
+        crop_align=crop_align,
         lr=lr,
         seed=seed,
         sampler_steps=sampler_steps,
