@@ -2,6 +2,7 @@
 
     python bench/quality.py --data ../shared/data                      # all splits, 12 pairs each
     python bench/quality.py --data ../shared/data --splits msrs --limit 4 --methods mmfuse,baseline
+    python bench/quality.py --data ../shared/data --splits mri_pet,mri_spect --declared-grid   # told PET/SPECT's grid
 
 For each split and scenario the clean test pairs are degraded exactly as ``mmfuse degrade`` does (same code,
 per-file seeds, 8-bit quantisation of the degraded files), every method restores/fuses, and the fused image is
@@ -29,6 +30,7 @@ import math
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -68,6 +70,10 @@ SCENARIOS: dict[str, tuple[Degradation, Degradation]] = {
     "composite": (Degradation(blur=1.5, scale=2, noise=0.05), Degradation(blur=1.5, noise=0.05)),
 }
 
+# Sources stored enlarged by pixel replication (the Harvard atlas's PET and SPECT: 128 x 128 scans at 256 x 256;
+# bench/replication_grid.py measures it): (grid of a, grid of b). With --declared-grid mmfuse is told them.
+KNOWN_GRIDS: dict[str, tuple[int, int]] = {"mri_pet": (2, 1), "mri_spect": (2, 1)}
+
 FUSED_METRICS = ["Q_MI", "Q_NCIE", "Qabf", "Q_P", "Q_CB", "Q_Y", "EN", "SD", "SF", "VIF", "SSIM"]
 LOWER_IS_BETTER: set[str] = set()
 METHODS = ["mmfuse", "baseline", "max_abs", "laplacian", "gff", "cascade"]
@@ -100,9 +106,12 @@ def pseudo_inverse(y: np.ndarray, degradation: Degradation) -> np.ndarray:
         return degradation.operator().pinv(t)[0, 0].clamp(0, 1).numpy()
 
 
-def run_method(method: str, fuser: Fuser, ya, yb, da: Degradation, db: Degradation):
-    """Returns (fused, restored_a or None, restored_b or None), all (H, W) float32 [0, 1]."""
+def run_method(method: str, fuser: Fuser, ya, yb, da: Degradation, db: Degradation, grids: tuple[int, int] = (1, 1)):
+    """Returns (fused, restored_a or None, restored_b or None), all (H, W) float32 [0, 1].
+
+    ``grids``: the sources' pixel grids, told to mmfuse only (the other methods have no use for them)."""
     if method == "mmfuse":
+        da, db = replace(da, grid=grids[0]), replace(db, grid=grids[1])
         out = fuser.fuse(ya, yb, da, db, bits=(8, 8))  # the observations are 8-bit files
         return out.fused, out.a, out.b
     if method == "cascade":
@@ -119,11 +128,14 @@ def run_method(method: str, fuser: Fuser, ya, yb, da: Degradation, db: Degradati
     return rule(pa, pb), *restored
 
 
-def evaluate_split(split, data, limit, methods, scenarios, seed, fusers, log, reused: dict | None = None) -> dict:
+def evaluate_split(
+    split, data, limit, methods, scenarios, seed, fusers, log, reused: dict | None = None, declared_grid: bool = False
+) -> dict:
     """Scores of every method on one split. ``reused``: {scenario: {method: summary}} taken from an earlier run
     (same seed, limit and code, so the same degraded inputs) instead of recomputed; those methods run on the
-    first pair only, for the figure."""
+    first pair only, for the figure. ``declared_grid``: mmfuse (only) is told the split's :data:`KNOWN_GRIDS`."""
     task = SPLITS[split][0]
+    grid_a, grid_b = KNOWN_GRIDS.get(split, (1, 1)) if declared_grid else (1, 1)
     pairs = load_clean_pairs(data, split, limit)
     reused = reused or {}
     results: dict = {}
@@ -137,11 +149,11 @@ def evaluate_split(split, data, limit, methods, scenarios, seed, fusers, log, re
             for method in methods:
                 if method in reused.get(scenario, {}):
                     if key == pairs[0][0]:
-                        fused, _, _ = run_method(method, fusers[task], ya, yb, da, db)
+                        fused, _, _ = run_method(method, fusers[task], ya, yb, da, db, (grid_a, grid_b))
                         examples.setdefault(scenario, {"a": ya, "b": yb, "clean_a": ca, "clean_b": cb})[method] = fused
                     continue
                 start = time.perf_counter()
-                fused, ra, rb = run_method(method, fusers[task], ya, yb, da, db)
+                fused, ra, rb = run_method(method, fusers[task], ya, yb, da, db, (grid_a, grid_b))
                 timing[method].append(time.perf_counter() - start)
                 row = compute_metrics(fused, a=ca, b=cb, names=FUSED_METRICS)
                 if ra is not None:
@@ -249,6 +261,11 @@ def main() -> None:
         default=None,
         help="earlier quality-*.json (same --seed and --limit): take the --reuse-methods scores from it",
     )
+    parser.add_argument(
+        "--declared-grid",
+        action="store_true",
+        help="tell mmfuse the pixel grid of sources stored as replicated blocks (KNOWN_GRIDS: Harvard PET/SPECT)",
+    )
     parser.add_argument("--reuse-methods", default="cascade", help="methods whose scores --reuse takes (not the model)")
     args = parser.parse_args()
 
@@ -282,11 +299,14 @@ def main() -> None:
             fusers,
             lambda s: print(s, file=sys.stderr, flush=True),
             reused=previous.get(split),
+            declared_grid=args.declared_grid,
         )
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = date.today().isoformat() + (f"-{args.tag}" if args.tag else "")
     serialisable = {s: {k: v for k, v in r.items() if k != "examples"} for s, r in all_results.items()}
     meta = {"date": stamp, "seed": args.seed, "limit": args.limit, "minutes": round((time.time() - started) / 60, 1)}
+    if args.declared_grid:
+        meta["declared_grid"] = {s: KNOWN_GRIDS[s] for s in splits if s in KNOWN_GRIDS}
     if args.reuse:
         meta["reused"] = {"from": args.reuse.name, "methods": args.reuse_methods}
     (args.out / f"quality-{stamp}.json").write_text(json.dumps({"meta": meta, "results": serialisable}, indent=2))

@@ -1,6 +1,6 @@
 """Pixel-replicated sources: which test splits are stored as 2 x 2 blocks, and what a model does with that grid.
 
-    python bench/replication_grid.py --data ../shared/data drfusion-mif-s runs/mif-g1/model.safetensors
+    python bench/replication_grid.py --data ../shared/data drfusion-mif-s runs/mif-g1/state.safetensors
 
 The Harvard atlas's PET and SPECT images are 128 x 128 scans stored at 256 x 256 by repeating every pixel 2 x 2.
 Their clean references therefore carry sharp block edges at the Nyquist frequency, which a blur of std 1.5 wipes
@@ -12,22 +12,25 @@ and inside those that start on odd ones: 0 for the even grid means the source is
 
 Part 2 scores each MODEL (checkpoint NAME/PATH, or a training ``state.safetensors``) on source a of the
 MRI + PET and MRI + SPECT test pairs, as PSNR gain (dB) of the restored source over its pseudo-inverse start,
-in three versions of the same clean images:
+twice: not told the grid, and told it (``Degradation(grid=2)``, what ``mmfuse run --a-grid 2`` does). The column
+``start on grid`` is the start itself projected onto the 2 x 2 blocks: how much of the gain the projection
+alone gives. Three versions of the same clean images:
 
 * ``stored``: the files as they are (the block grid starts at the top-left pixel, as in every Harvard file);
 * ``shifted``: the same images cut one pixel in from the top and the left, so the grid starts on odd rows and
-  columns: what a model that learned the grid does to a file cropped by an odd number of pixels;
+  columns: a file cropped by an odd number of pixels, for which ``--a-grid 2`` would be a false claim;
 * ``smooth``: each 128 x 128 scan enlarged with bicubic interpolation instead of replication: a functional image
-  with no blocks at all, as another archive would store it.
+  with no blocks at all, as another archive would store it (a false claim too).
 
-The last two are the price of the learned grid on data that does not have it; they should stay close to the
-model without it.
+The last two are the price of a wrong claim, and of a model that learned the grid from its training crops
+(History 16 in docs/TRAINING.md: ``--crop-align 2``) and so assumes it everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,7 @@ from validation_scenarios import load_model  # noqa: E402
 
 from mmfuse_cli.fuse import Fuser  # noqa: E402
 from mmfuse_cli.metrics.pixel import psnr_reference as psnr  # noqa: E402
+from mmfuse_cli.operators import project_to_grid  # noqa: E402
 
 
 def block_spread(img: np.ndarray, phase: int) -> float:
@@ -89,24 +93,30 @@ def main(argv: list[str] | None = None) -> int:
 
     fusers = [Fuser(load_model(m, "mif")) for m in args.models]
     names = [Path(m).parent.name + "/" + Path(m).name if Path(m).exists() else m for m in args.models]
-    print("\nSource a: restored PSNR gain over the pseudo-inverse start (dB)\n")
-    print("| split | scenario | version | start (dB) | " + " | ".join(f"{n} gain" for n in names) + " |")
-    print("|" + " --- |" * (4 + len(names)))
+    columns = " | ".join(f"{n} gain | told: gain" for n in names)
+    print("\nSource a: restored PSNR gain over the pseudo-inverse start (dB); told = given grid 2\n")
+    print(f"| split | scenario | version | start (dB) | start on grid: gain | {columns} |")
+    print("|" + " --- |" * (5 + 2 * len(names)))
     for split in ("mri_pet", "mri_spect"):
         pairs = load_clean_pairs(data, split, args.limit)
         for scenario in args.scenarios.split(","):
             da, db = SCENARIOS[scenario]
             for version in ("stored", "shifted", "smooth"):
-                start, gains = [], [[] for _ in fusers]
+                start, projected, gains = [], [], [[] for _ in range(2 * len(fusers))]
                 for key, clean_a, clean_b in pairs:
                     ca = variants(clean_a)[version]
                     cb = clean_b[1 : 1 + ca.shape[0], 1 : 1 + ca.shape[1]] if version == "shifted" else clean_b
                     ya, yb = observe(ca, da, key, "a", args.seed), observe(cb, db, key, "b", args.seed)
-                    start.append(psnr(pseudo_inverse(ya, da), ca))
-                    for fuser, gain in zip(fusers, gains):
-                        gain.append(psnr(fuser.fuse(ya, yb, da, db, bits=(8, 8)).a, ca) - start[-1])
+                    pinv = pseudo_inverse(ya, da)
+                    start.append(psnr(pinv, ca))
+                    on_grid = project_to_grid(torch.from_numpy(pinv)[None, None], 2)[0, 0].numpy()
+                    projected.append(psnr(on_grid, ca) - start[-1])
+                    for i, fuser in enumerate(fusers):
+                        for j, told in enumerate((da, replace(da, grid=2))):
+                            gains[2 * i + j].append(psnr(fuser.fuse(ya, yb, told, db, bits=(8, 8)).a, ca) - start[-1])
                 cells = " | ".join(f"{np.mean(g):+.2f}" for g in gains)
-                print(f"| {split} | {scenario} | {version} | {np.mean(start):.2f} | {cells} |", flush=True)
+                row = f"| {split} | {scenario} | {version} | {np.mean(start):.2f} | {np.mean(projected):+.2f} | {cells} |"
+                print(row, flush=True)
     return 0
 
 

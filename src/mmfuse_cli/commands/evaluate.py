@@ -29,8 +29,8 @@ from mmfuse_cli.reporting import (
 
 def evaluate(
     fused_dir: Path = typer.Argument(..., help="Folder of fused images (colour is scored on its luminance)."),
-    a_dir: Path = typer.Option(..., "--a", "--ir", help="Folder of source A images (infrared / MRI)."),
-    b_dir: Path = typer.Option(..., "--b", "--vis", help="Folder of source B images (visible / CT, PET, SPECT)."),
+    a_dir: Path = typer.Option(..., "--a", "--ir", help="Folder of source A images (infrared / CT, PET, SPECT)."),
+    b_dir: Path = typer.Option(..., "--b", "--vis", help="Folder of source B images (visible / MRI)."),
     a_clean: Path | None = typer.Option(None, "--a-clean", help="Clean references of A (adds PSNR_A, SSIM_A ...)."),
     b_clean: Path | None = typer.Option(None, "--b-clean", help="Clean references of B (give both or neither)."),
     metrics: str = typer.Option("default", "-m", "--metrics",

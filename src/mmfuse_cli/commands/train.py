@@ -28,7 +28,8 @@ def train(
         1,
         "--crop-align",
         min=1,
-        help="Crop corners on multiples of N: 2 keeps the 2x2 grid of pixel-replicated images (Harvard PET/SPECT).",
+        help="Crop corners on multiples of N: 2 keeps the 2x2 grid of pixel-replicated images (Harvard PET/SPECT), "
+        "and the model then assumes that grid on every input (docs/TRAINING.md, History 16).",
     ),
     lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed of all randomness (deterministic on CPU)."),
