@@ -8,7 +8,10 @@ out of the observation (its transfer there is 1e-5). A model trained on crops th
 (``mmfuse train --crop-align 2``) can learn to put the blocks back; one trained on crops at any offset cannot.
 
 Part 1 prints, per test split and source, the RMS spread inside 2 x 2 blocks that start on even rows and columns,
-and inside those that start on odd ones: 0 for the even grid means the source is pixel-replicated.
+and inside those that start on odd ones: 0 for the even grid means the source is pixel-replicated. Check your
+own (undegraded) files the same way with ``--folder DIR`` (repeatable), before telling ``mmfuse run --a-grid 2``:
+
+    python bench/replication_grid.py --folder my_archive/pet --folder my_archive/mri
 
 Part 2 scores each MODEL (checkpoint NAME/PATH, or a training ``state.safetensors``) on source a of the
 MRI + PET and MRI + SPECT test pairs, as PSNR gain (dB) of the restored source over its pseudo-inverse start,
@@ -44,6 +47,7 @@ from quality import SCENARIOS, SPLITS, load_clean_pairs, observe, pseudo_inverse
 from validation_scenarios import load_model  # noqa: E402
 
 from mmfuse_cli.fuse import Fuser  # noqa: E402
+from mmfuse_cli.io import is_image_file, read_image, to_gray  # noqa: E402
 from mmfuse_cli.metrics.pixel import psnr_reference as psnr  # noqa: E402
 from mmfuse_cli.operators import project_to_grid  # noqa: E402
 
@@ -76,10 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=6, help="test pairs per split, evenly spaced (0 = all)")
     parser.add_argument("--scenarios", default="blur,noise")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folder", action="append", default=[], help="check this folder's images instead (repeatable)")
     args = parser.parse_args(argv)
     data = Path(args.data)
 
     print("RMS spread inside 2 x 2 blocks (8-bit levels), blocks on even / odd rows and columns\n")
+    if args.folder:
+        print("| folder | images | even grid | odd grid |")
+        print("| --- | --- | --- | --- |")
+        for folder in args.folder:
+            images = [to_gray(read_image(p).pixels) for p in sorted(Path(folder).iterdir()) if is_image_file(p)]
+            if not images:
+                parser.error(f"{folder}: no images")
+            even = np.mean([block_spread(img, 0) for img in images]) * 255
+            odd = np.mean([block_spread(img, 1) for img in images]) * 255
+            print(f"| {folder} | {len(images)} | {even:.2f} | {odd:.2f} |", flush=True)
+        return 0
     print("| split | source | even grid | odd grid |")
     print("| --- | --- | --- | --- |")
     for split in SPLITS:
