@@ -125,3 +125,31 @@ def test_version_help_and_info():
         assert command in help_text
     info = runner.invoke(app, ["info"]).output
     assert "device" in info and "threads" in info and "torch" in info
+
+
+def test_inputs_stored_as_pixel_blocks_get_a_note_naming_the_run_flag(clean, tmp_path):
+    blocky = tmp_path / "blocky"
+    blocky.mkdir()
+    for i in range(3):
+        write_image(blocky / f"s{i}.png", np.kron(np.rot90(camera(32, 32), i), np.ones((2, 2), np.float32)), 8)
+    result = runner.invoke(app, ["degrade", str(blocky), "-o", str(tmp_path / "o1"), "--blur", "1.5"])
+    assert result.exit_code == 0
+    assert "stored as 2x2 pixel blocks (3 checked)" in result.output and "--a-grid 2" in result.output
+    assert read_sidecar(tmp_path / "o1/degradation.json").degradation.grid == 1  # a note, not a claim
+    result = runner.invoke(app, ["degrade", str(clean), "-o", str(tmp_path / "o2"), "--blur", "1.5"])
+    assert result.exit_code == 0 and "pixel blocks" not in result.output
+
+
+def test_pixel_grid_detection_is_exact_and_ignores_flat_images():
+    from mmfuse_cli.pixel_grid import detect_pixel_grid
+
+    low = (camera(20, 24) * 255).astype(np.uint8)
+    assert detect_pixel_grid(np.kron(low, np.ones((2, 2), np.uint8))) == 2
+    assert detect_pixel_grid(np.kron(low, np.ones((4, 4), np.uint8))) == 4
+    assert detect_pixel_grid(np.kron(low, np.ones((2, 2), np.uint8))[1:, 1:]) == 1  # grid off the top-left pixel
+    rgb = np.stack([np.kron(low, np.ones((2, 2), np.uint8))] * 3, axis=-1)
+    assert detect_pixel_grid(rgb) == 2
+    rgb[5, 7, 1] += 1  # one sample off in one channel breaks it
+    assert detect_pixel_grid(rgb) == 1
+    assert detect_pixel_grid(low) == 1 and detect_pixel_grid(np.zeros((64, 64))) == 1
+    assert detect_pixel_grid(np.kron(low, np.ones((2, 2), np.uint8))[:-1, :-3]) == 2  # cut border blocks ignored

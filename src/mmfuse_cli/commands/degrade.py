@@ -63,4 +63,26 @@ def degrade(
     done = sum(r.status == "ok" for r in results)
     if not quiet:
         console.print(f"degraded {done}/{len(results)} image(s) into {output} ({degradation.describe()})")
+        grid, checked = _stored_pixel_grid(input_dir, recursive)
+        if grid > 1:
+            console.print(
+                f"note: the inputs are stored as {grid}x{grid} pixel blocks ({checked} checked): "
+                f"`mmfuse run --a-grid {grid}` (or --b-grid {grid}) restores them on their blocks",
+                soft_wrap=True,
+                markup=False,
+            )
     raise typer.Exit(exit_code(results))
+
+
+def _stored_pixel_grid(folder: Path, recursive: bool, sample: int = 8) -> tuple[int, int]:
+    """(g, n): the pixel grid shared by the first ``n <= sample`` readable images of ``folder`` (1 if they differ)."""
+    from mmfuse_cli.io import ImageError, read_image
+    from mmfuse_cli.pixel_grid import detect_pixel_grid
+
+    grids = []
+    for path in list_images(folder, recursive)[:sample]:
+        try:
+            grids.append(detect_pixel_grid(read_image(path).pixels))
+        except (ImageError, OSError):
+            continue
+    return (grids[0] if grids and len(set(grids)) == 1 else 1), len(grids)
