@@ -153,3 +153,14 @@ def test_pixel_grid_detection_is_exact_and_ignores_flat_images():
     assert detect_pixel_grid(rgb) == 1
     assert detect_pixel_grid(low) == 1 and detect_pixel_grid(np.zeros((64, 64))) == 1
     assert detect_pixel_grid(np.kron(low, np.ones((2, 2), np.uint8))[:-1, :-3]) == 2  # cut border blocks ignored
+
+
+def test_a_grid_claim_is_judged_by_block_spreads_and_survives_jpeg(tmp_path):
+    from mmfuse_cli.pixel_grid import grid_claim_holds
+
+    blocky = np.repeat(np.repeat(camera(48, 48), 2, 0), 2, 1)
+    write_image(tmp_path / "blocky.jpg", blocky, 8)
+    assert grid_claim_holds(blocky, 2) and grid_claim_holds(read_image(tmp_path / "blocky.jpg").pixels, 2)
+    assert not grid_claim_holds(blocky[1:, 1:], 2)  # blocks off the top-left pixel
+    assert not grid_claim_holds(camera(96, 96), 2) and not grid_claim_holds(blocky, 4)
+    assert grid_claim_holds(np.full((32, 32), 0.5, np.float32), 2)  # too flat to tell

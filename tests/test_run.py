@@ -244,3 +244,21 @@ def test_tiles_keep_a_sources_pixel_grid(checkpoint):
     tiled = Fuser(model, tile=65, overlap=15).fuse(blocky, blocky[::-1].copy(), deg, Degradation(blur=1.0, noise=0.02))
     assert _max_block_spread(whole.a[..., None]) < 1e-6 and _max_block_spread(tiled.a[..., None]) < 1e-6
     assert np.abs(tiled.a - whole.a).mean() < 0.01 and np.abs(tiled.fused - whole.fused).mean() < 0.01
+
+
+def test_a_grid_stated_for_undegraded_files_that_lack_it_fails_those_pairs_only(checkpoint, tmp_path):
+    """Projecting a sharp, ordinary image onto 2 x 2 blocks would blur it: such a pair fails with the reason."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    write_image(a / "blocks.png", np.repeat(np.repeat(camera(32, 32), 2, 0), 2, 1), 8)
+    write_image(a / "plain.png", camera(64, 64), 8)
+    for stem in ("blocks", "plain"):
+        write_image(b / f"{stem}.png", astronaut(64, 64), 8)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(a), str(b), "-o", str(out), "--model", str(checkpoint), "--a-grid", "2", "-q"])
+    assert result.exit_code == 1
+    rows = {r["item"]: r for r in _rows(out / "run.csv")}
+    assert rows["blocks"]["status"] == "ok" and rows["plain"]["status"] == "failed"
+    assert "plain.png: a 2x2 pixel grid was stated, but this undegraded file is not stored as 2x2 blocks" in rows["plain"]["reason"]
+    assert not (out / "plain.png").exists()

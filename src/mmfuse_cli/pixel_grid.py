@@ -31,3 +31,27 @@ def detect_pixel_grid(pixels: np.ndarray) -> int:
         if np.array_equal(blocks, np.broadcast_to(blocks[:, :1, :, :1], blocks.shape)):
             return g
     return 1
+
+
+def block_spread(pixels: np.ndarray, grid: int, offset: int = 0) -> float:
+    """RMS deviation of ``pixels`` ``(H, W[, C])`` from the means of its ``grid x grid`` blocks, the blocks starting
+    ``offset`` pixels in from the top and the left (whole blocks only)."""
+    x = (pixels if pixels.ndim == 3 else pixels[..., None])[offset:, offset:].astype(np.float64)
+    h, w = x.shape[0] // grid * grid, x.shape[1] // grid * grid
+    if h == 0 or w == 0:
+        return 0.0
+    blocks = x[:h, :w].reshape(h // grid, grid, w // grid, grid, x.shape[2])
+    return float(np.sqrt(((blocks - blocks.mean(axis=(1, 3), keepdims=True)) ** 2).mean()))
+
+
+def grid_claim_holds(pixels: np.ndarray, grid: int) -> bool:
+    """Whether an undegraded image ``pixels`` looks stored as ``grid x grid`` blocks from the top-left pixel.
+
+    Tolerant of lossy storage (JPEG): the spread inside the claimed blocks must be at most half the spread inside
+    blocks shifted by half a block, which for an ordinary image is about the same. An image too flat to tell
+    (both spreads below 1e-6) passes. Meant for clean files only: noise fills both spreads alike.
+    """
+    if grid == 1:
+        return True
+    claimed, shifted = block_spread(pixels, grid), block_spread(pixels, grid, grid // 2)
+    return max(claimed, shifted) < 1e-6 or claimed <= 0.5 * shifted

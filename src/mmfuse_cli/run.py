@@ -24,6 +24,7 @@ from mmfuse_cli.fuse import FusedPair, Fuser, FusionError, check_sizes
 from mmfuse_cli.io import ImageError, LoadedImage, read_image, write_image
 from mmfuse_cli.metrics import no_reference_metrics
 from mmfuse_cli.pairing import Pair
+from mmfuse_cli.pixel_grid import grid_claim_holds
 from mmfuse_cli.reporting import ItemResult
 from mmfuse_cli.sidecar import SIDECAR_NAME, SidecarError, read_sidecar
 
@@ -111,6 +112,14 @@ def _with_grid(degradation: Degradation, grid: int | None) -> Degradation:
     return degradation if grid is None else replace(degradation, grid=grid)
 
 
+def _check_grid_claim(path: Path, pixels, degradation: Degradation) -> None:
+    """Refuse a pixel grid that an undegraded file visibly does not have: projecting onto it would blur the file.
+    (Degraded files cannot be checked: blur and noise hide the blocks; see :func:`grid_claim_holds`.)"""
+    if degradation.grid > 1 and degradation.is_clean and not grid_claim_holds(pixels, degradation.grid):
+        g = degradation.grid
+        raise ValueError(f"{path}: a {g}x{g} pixel grid was stated, but this undegraded file is not stored as {g}x{g} blocks")
+
+
 def _load(pair: Pair, options: RunOptions, sidecars: SidecarCache) -> _Loaded | ItemResult:
     start = time.perf_counter()
     try:
@@ -119,6 +128,8 @@ def _load(pair: Pair, options: RunOptions, sidecars: SidecarCache) -> _Loaded | 
         a = read_image(pair.a)
         b = read_image(pair.b)
         check_sizes(a.pixels.shape, b.pixels.shape, deg_a, deg_b)
+        _check_grid_claim(pair.a, a.pixels, deg_a)
+        _check_grid_claim(pair.b, b.pixels, deg_b)
     except (ImageError, SidecarError, FusionError, ValueError) as exc:
         return ItemResult(pair.key, "failed", str(exc), time.perf_counter() - start)
     except OSError as exc:
