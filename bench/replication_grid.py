@@ -50,15 +50,7 @@ from mmfuse_cli.fuse import Fuser  # noqa: E402
 from mmfuse_cli.io import is_image_file, read_image, to_gray  # noqa: E402
 from mmfuse_cli.metrics.pixel import psnr_reference as psnr  # noqa: E402
 from mmfuse_cli.operators import project_to_grid  # noqa: E402
-
-
-def block_spread(img: np.ndarray, phase: int) -> float:
-    """RMS deviation of ``img`` (H, W) from its 2 x 2 block means, blocks starting at row/column ``phase`` (0 or 1)."""
-    x = img[phase:, phase:].astype(np.float64)
-    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
-    x = x[:h, :w]
-    means = x.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    return float(np.sqrt(((x - np.repeat(np.repeat(means, 2, 0), 2, 1)) ** 2).mean()))
+from mmfuse_cli.pixel_grid import block_spread  # noqa: E402
 
 
 def variants(clean: np.ndarray) -> dict[str, np.ndarray]:
@@ -92,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             images = [to_gray(read_image(p).pixels) for p in sorted(Path(folder).iterdir()) if is_image_file(p)]
             if not images:
                 parser.error(f"{folder}: no images")
-            even = np.mean([block_spread(img, 0) for img in images]) * 255
-            odd = np.mean([block_spread(img, 1) for img in images]) * 255
+            even = np.mean([block_spread(img, 2) for img in images]) * 255
+            odd = np.mean([block_spread(img, 2, 1) for img in images]) * 255
             print(f"| {folder} | {len(images)} | {even:.2f} | {odd:.2f} |", flush=True)
         return 0
     print("| split | source | even grid | odd grid |")
@@ -101,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     for split in SPLITS:
         pairs = load_clean_pairs(data, split, args.limit)
         for side, index in (("a", 1), ("b", 2)):
-            even = np.mean([block_spread(p[index], 0) for p in pairs]) * 255
-            odd = np.mean([block_spread(p[index], 1) for p in pairs]) * 255
+            even = np.mean([block_spread(p[index], 2) for p in pairs]) * 255
+            odd = np.mean([block_spread(p[index], 2, 1) for p in pairs]) * 255
             print(f"| {split} | {side} | {even:.2f} | {odd:.2f} |", flush=True)
     if not args.models:
         return 0
