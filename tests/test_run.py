@@ -57,6 +57,9 @@ def test_run_fuses_every_pair_keeps_colour_and_reports(pairs, checkpoint, tmp_pa
     rows = _rows(out / "run.csv")
     assert [r["status"] for r in rows] == ["ok"] * 3
     assert {"EN", "SD", "SF", "AG"} <= set(rows[0])
+    # what the model was told, from the sidecars `mmfuse degrade` wrote
+    assert rows[0]["a_degradation"] == "blur 1.5, x2 down, noise 0.05"
+    assert rows[0]["b_degradation"] == "blur 1.5, noise 0.05"
     assert 0 < float(rows[0]["EN"]) <= 8 and float(rows[0]["SD"]) > 0
     fused = read_image(out / "p0.png")
     assert fused.pixels.shape == (64, 64, 3)  # output grid = a (32x32) x 2 = b (64x64); colour kept
@@ -216,6 +219,7 @@ def test_a_source_stored_as_pixel_blocks_comes_back_as_blocks_with_the_grid_flag
     assert runner.invoke(app, [*base, "-o", str(tmp_path / "plain")]).exit_code == 0
     result = runner.invoke(app, [*base, "-o", str(tmp_path / "grid"), "--a-grid", "2"])
     assert result.exit_code == 0, result.output
+    assert _rows(tmp_path / "grid/run.csv")[0]["a_degradation"] == "blur 1.5 (2x2 pixel grid)"
     truth = to_gray(clean_a.astype(np.float32))
     plain = read_image(tmp_path / "plain/sources/a/s.png").pixels
     on_grid = read_image(tmp_path / "grid/sources/a/s.png").pixels

@@ -157,7 +157,13 @@ def _write(loaded: _Loaded, fused: FusedPair, options: RunOptions, seconds: floa
         fatal = isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRORS
         elapsed = seconds + time.perf_counter() - start
         return ItemResult(key, "failed", f"{target}: cannot write ({reason})", elapsed, fatal=fatal)
-    extra: dict = {"a": str(loaded.pair.a), "b": str(loaded.pair.b)}
+    # what the model was told about each source (flags, sidecar or clean; the pixel grid included)
+    extra: dict = {
+        "a": str(loaded.pair.a),
+        "b": str(loaded.pair.b),
+        "a_degradation": loaded.deg_a.describe(),
+        "b_degradation": loaded.deg_b.describe(),
+    }
     if options.metrics:
         extra.update(no_reference_metrics(fused.fused))
     return ItemResult(key, "ok", "", seconds + time.perf_counter() - start, str(target), extra)
