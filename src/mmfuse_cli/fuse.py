@@ -193,11 +193,13 @@ class Fuser:
                 weight[..., top : top + th, left : left + tw] += ramp
         acc = acc / weight
         x1, x2, f, m = acc[:, 0:1], acc[:, 1:2], acc[:, 2:3], acc[:, 3:4]
-        # the blend ramps mix neighbouring tiles pixel by pixel: put the sources back on their grids, and move
-        # the fused image with them as the sampler's correction does
-        x1_grid, x2_grid = project_to_grid(x1, deg_a.grid), project_to_grid(x2, deg_b.grid)
-        f = f + m * (x1_grid - x1) + (1 - m) * (x2_grid - x2)
-        return SampleOutput(x1_grid, x2_grid, f, m)
+        if deg_a.grid > 1 or deg_b.grid > 1:
+            # the blend ramps mix neighbouring tiles pixel by pixel: put the sources back on their grids, and move
+            # the fused image with them as the sampler's correction does
+            x1_grid, x2_grid = project_to_grid(x1, deg_a.grid), project_to_grid(x2, deg_b.grid)
+            f = f + m * (x1_grid - x1) + (1 - m) * (x2_grid - x2)
+            x1, x2 = x1_grid, x2_grid
+        return SampleOutput(x1, x2, f, m)
 
     def _recolor(self, fused_y: np.ndarray, a: np.ndarray, b: np.ndarray, deg_a: Degradation, deg_b: Degradation):
         color_a, color_b = not is_effectively_gray(a), not is_effectively_gray(b)

@@ -20,15 +20,10 @@ def detect_pixel_grid(pixels: np.ndarray) -> int:
     blurred, noisy or re-compressed copy has no exact blocks). Blocks cut by the bottom or right border are
     ignored; a constant image, or one smaller than 2 x 2 blocks, gives 1.
     """
-    x = pixels if pixels.ndim == 3 else pixels[..., None]
-    if x.size == 0 or np.all(x == x.flat[0]):
+    if pixels.size == 0 or np.all(pixels == pixels.flat[0]):
         return 1
     for g in GRID_CANDIDATES:
-        h, w = x.shape[0] // g * g, x.shape[1] // g * g
-        if h < 2 * g or w < 2 * g:
-            continue
-        blocks = x[:h, :w].reshape(h // g, g, w // g, g, x.shape[2])
-        if np.array_equal(blocks, np.broadcast_to(blocks[:, :1, :, :1], blocks.shape)):
+        if min(pixels.shape[:2]) >= 2 * g and block_spread(pixels, g) == 0.0:
             return g
     return 1
 

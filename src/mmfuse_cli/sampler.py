@@ -95,10 +95,13 @@ class ObservationBatch:
             return self.items[0].op.pinv(self.items[0].y)
         return torch.cat([obs.op.pinv(obs.y) for obs in self.items], dim=0)
 
+    @property
+    def has_grid(self) -> bool:
+        """Whether any sample's source is stored on a pixel grid (``Degradation.grid > 1``)."""
+        return any(obs.degradation.grid > 1 for obs in self.items)
+
     def project_grid(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(N, 1, H, W)`` kept on each source's pixel grid (``Degradation.grid``; unchanged where it is 1)."""
-        if all(obs.degradation.grid == 1 for obs in self.items):
-            return x
+        """``x`` ``(N, 1, H, W)`` put on each source's pixel grid (``Degradation.grid``; unchanged where it is 1)."""
         return self._map(lambda obs, xi: project_to_grid(xi, obs.degradation.grid), x)
 
     def pinv_residual(self, x: torch.Tensor) -> torch.Tensor:
@@ -282,11 +285,12 @@ def joint_correction(
     x1n = x1 - l1 * p1
     x2n = x2 - l2 * p2
     moved1, moved2 = m * l1 * p1, (1 - m) * l2 * p2  # the fusion row's share of each source's change
-    on_grid1, on_grid2 = (obs1.project_grid(x1n), obs2.project_grid(x2n)) if on_grid else (x1n, x2n)
-    if on_grid1 is not x1n:
-        x1n, moved1 = on_grid1, m * (x1 - on_grid1)
-    if on_grid2 is not x2n:
-        x2n, moved2 = on_grid2, (1 - m) * (x2 - on_grid2)
+    if on_grid and obs1.has_grid:
+        x1n = obs1.project_grid(x1n)
+        moved1 = m * (x1 - x1n)
+    if on_grid and obs2.has_grid:
+        x2n = obs2.project_grid(x2n)
+        moved2 = (1 - m) * (x2 - x2n)
     fn = f - (moved1 + moved2 - lf * r3)
     return torch.cat([x1n, x2n, fn], dim=1)
 

@@ -52,9 +52,11 @@ def run(
     a_grid: Optional[int] = typer.Option(
         None,
         "--a-grid",
+        min=1,
+        max=MAX_GRID,
         help="Source a is stored enlarged by pixel replication in NxN blocks (Harvard PET/SPECT: 2); keep them.",
     ),
-    b_grid: Optional[int] = typer.Option(None, "--b-grid", help="The same for source b."),
+    b_grid: Optional[int] = typer.Option(None, "--b-grid", min=1, max=MAX_GRID, help="The same for source b."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
     batch: int = typer.Option(1, "--batch", help="Pairs per network call (same-size pairs are grouped)."),
@@ -98,9 +100,6 @@ def run(
             raise ValueError(f"--input-bits must be 0 (exact) or a bit depth from 1 to 16, got {input_bits}")
         if steps is not None and not (1 <= steps <= 50):
             raise ValueError(f"--steps must be in [1, 50], got {steps}")
-        for side, grid in (("a", a_grid), ("b", b_grid)):
-            if grid is not None and not (1 <= grid <= MAX_GRID):
-                raise ValueError(f"--{side}-grid must be an integer in [1, {MAX_GRID}], got {grid}")
         deg_a = _degradation("a", a_blur, a_noise, a_scale)
         deg_b = _degradation("b", b_blur, b_noise, b_scale)
         pairs, problems = _collect_pairs(a_dir, b_dir, pairs_file, recursive)
