@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 from mmfuse_cli.io import write_image
 from mmfuse_cli.model import load_checkpoint
 from mmfuse_cli.train import (
+    PairImages,
     TrainConfig,
     fill_architecture,
-    PairImages,
     fusion_loss,
     random_crops,
     random_degradation,
@@ -169,6 +169,45 @@ def test_unaligned_crops_are_the_draws_every_earlier_run_made():
         if rng.random() < 0.5:
             want = want[::-1]
         assert np.array_equal(a[i, 0].numpy(), want)
+
+
+def _high_band_share(crops: torch.Tensor) -> float:
+    """Share of the crops' spectral energy (mean removed) above 0.3 cycles/pixel."""
+    x = crops[:, 0].double()
+    spectrum = torch.fft.fft2(x - x.mean(dim=(-2, -1), keepdim=True)).abs() ** 2
+    fy = torch.fft.fftfreq(x.shape[-2])[:, None]
+    fx = torch.fft.fftfreq(x.shape[-1])[None, :]
+    high = (fy**2 + fx**2).sqrt() > 0.3
+    return float(spectrum[:, high].sum() / spectrum.sum())
+
+
+def test_zoomed_crops_are_band_limited_enlargements_of_both_sources_alike():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    noise = rng.random((96, 96)).astype(
+        np.float32
+    )  # white: a quarter of its energy lies above 0.3 cycles/pixel
+    pairs = [PairImages("white", noise, 1.0 - noise)]
+    plain, _ = random_crops(pairs, 16, 32, np.random.default_rng(1))
+    a, b = random_crops(pairs, 16, 32, np.random.default_rng(1), zoom_fraction=1.0, max_zoom=2.5)
+    assert _high_band_share(plain) > 0.2
+    assert _high_band_share(a) < 0.25 * _high_band_share(
+        plain
+    )  # enlarged x1.25-2.5: little left near Nyquist
+    assert torch.allclose(a + b, torch.ones_like(a), atol=1e-6)  # one window, one zoom, one flip for both
+    assert a.min() >= 0.0 and a.max() <= 1.0
+
+
+def test_zoom_fraction_zooms_about_that_share_of_crops():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    noise = rng.random((64, 64)).astype(np.float32)
+    pairs = [PairImages("white", noise, noise)]
+    a, _ = random_crops(pairs, 400, 32, np.random.default_rng(2), zoom_fraction=0.3)
+    zoomed = sum(_high_band_share(a[i : i + 1]) < 0.5 for i in range(len(a)))  # white crops: about 0.7
+    assert 80 <= zoomed <= 160  # 120 expected
 
 
 def _kind(d) -> str:

@@ -81,6 +81,10 @@ class TrainConfig:
     sampler_lr_scale: float = 20.0
     seed: int = 0
     # Architecture; None = as the run being resumed, else as the --init-from checkpoint, else ARCHITECTURE_DEFAULTS.
+    zoom_fraction: float = (
+        0.0  # share of crops enlarged x1.25..max_zoom before degrading (band-limited targets)
+    )
+    max_zoom: float = 2.0
     sampler_steps: int | None = None
     base_channels: int | None = None
     levels: int | None = None
@@ -207,7 +211,13 @@ def split_pairs(pairs: list[PairImages], val_fraction: float) -> tuple[list[Pair
 
 
 def random_crops(
-    pairs: list[PairImages], n: int, size: int, rng: np.random.Generator, align: int = 1
+    pairs: list[PairImages],
+    n: int,
+    size: int,
+    rng: np.random.Generator,
+    align: int = 1,
+    zoom_fraction: float = 0.0,
+    max_zoom: float = 2.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` aligned random crops (with random flips) -> two ``(n, 1, size, size)`` tensors.
 
@@ -215,22 +225,55 @@ def random_crops(
     (the Harvard atlas's PET and SPECT are 128 x 128 scans stored as 2 x 2 blocks at 256 x 256) keep their block
     grid in every crop with ``align=2``, as they do in a whole file, so a model can learn that grid; with ``size``
     even, the flips keep it too. ``align=1`` draws exactly what the trainer drew before the option existed.
+
+    ``zoom_fraction``: the share of crops cut from a smaller window that is enlarged by a random factor in
+    ``[1.25, max_zoom]`` (bilinear or bicubic, both sources alike), so that the clean targets include
+    band-limited images, as files that were resized before they reached the user are (TNO's test set is; see
+    docs/TRAINING.md, History 18). Zoomed crops ignore ``align``. With 0 nothing extra is drawn from ``rng``.
     """
     a_out = np.empty((n, 1, size, size), np.float32)
     b_out = np.empty_like(a_out)
     for i in range(n):
         p = pairs[rng.integers(len(pairs))]
-        h, w = p.a.shape
-        top = rng.integers((h - size) // align + 1) * align
-        left = rng.integers((w - size) // align + 1) * align
-        a = p.a[top : top + size, left : left + size]
-        b = p.b[top : top + size, left : left + size]
+        if zoom_fraction > 0 and rng.random() < zoom_fraction:
+            a, b = _zoomed_crop(p, size, rng, max_zoom)
+        else:
+            h, w = p.a.shape
+            top = rng.integers((h - size) // align + 1) * align
+            left = rng.integers((w - size) // align + 1) * align
+            a = p.a[top : top + size, left : left + size]
+            b = p.b[top : top + size, left : left + size]
         if rng.random() < 0.5:
             a, b = a[:, ::-1], b[:, ::-1]
         if rng.random() < 0.5:
             a, b = a[::-1], b[::-1]
         a_out[i, 0], b_out[i, 0] = a, b
     return torch.from_numpy(a_out), torch.from_numpy(b_out)
+
+
+def _zoomed_crop(
+    p: PairImages, size: int, rng: np.random.Generator, max_zoom: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` crop of ``p`` enlarged by a random factor in ``[1.25, max_zoom]`` (values in [0, 1])."""
+    zoom = float(rng.uniform(1.25, max(1.25, max_zoom)))
+    mode = "bicubic" if rng.random() < 0.5 else "bilinear"
+    margin = 2  # source pixels kept on each side, so the interpolation never sees the window's edge
+    window = math.ceil(size / zoom) + 2 * margin
+    h, w = p.a.shape
+    window = min(window, h, w)
+    top, left = rng.integers(h - window + 1), rng.integers(w - window + 1)
+    pair = np.stack(
+        [p.a[top : top + window, left : left + window], p.b[top : top + window, left : left + window]]
+    )
+    big = F.interpolate(torch.from_numpy(pair)[None], scale_factor=zoom, mode=mode, align_corners=False)[0]
+    offset = max(0, min(round(margin * zoom), (big.shape[-1] - size) // 2, (big.shape[-2] - size) // 2))
+    out = big[:, offset : offset + size, offset : offset + size].clamp(0.0, 1.0).numpy()
+    if out.shape[-2:] != (size, size):  # an image too small for this zoom: enlarge to exactly size instead
+        out = F.interpolate(torch.from_numpy(pair)[None], size=(size, size), mode=mode, align_corners=False)[
+            0
+        ]
+        out = out.clamp(0.0, 1.0).numpy()
+    return out[0], out[1]
 
 
 SOURCE_LOSSES = ("l1", "log", "logrmse")  # TrainConfig.src_loss, see fusion_loss
@@ -616,7 +659,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
             log(f"time budget of {cfg.max_minutes} min reached at step {step}")
             break
         rng, gen = _step_rng(cfg.seed, step)
-        a, b = random_crops(train_pairs, cfg.batch, cfg.crop, rng, cfg.crop_align)
+        a, b = random_crops(
+            train_pairs, cfg.batch, cfg.crop, rng, cfg.crop_align, cfg.zoom_fraction, cfg.max_zoom
+        )
         da = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
         db = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
         oa, ob = observe_pair(a, b, da, db, gen, cfg)

@@ -31,6 +31,17 @@ def train(
         help="Crop corners on multiples of N: 2 keeps the 2x2 grid of pixel-replicated images (Harvard PET/SPECT), "
         "and the model then assumes that grid on every input (docs/TRAINING.md, History 16).",
     ),
+    zoom_fraction: float = typer.Option(
+        0.0,
+        "--zoom-fraction",
+        min=0.0,
+        max=1.0,
+        help="Share of crops enlarged by x1.25..--max-zoom before degrading, so that band-limited (resized) "
+        "images are among the clean targets (docs/TRAINING.md, History 18).",
+    ),
+    max_zoom: float = typer.Option(
+        2.0, "--max-zoom", min=1.25, max=4.0, help="Largest enlargement of --zoom-fraction."
+    ),
     lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed of all randomness (deterministic on CPU)."),
     sampler_steps: Optional[int] = typer.Option(
@@ -118,6 +129,8 @@ def train(
         batch=batch,
         crop=crop,
         crop_align=crop_align,
+        zoom_fraction=zoom_fraction,
+        max_zoom=max_zoom,
         lr=lr,
         seed=seed,
         sampler_steps=sampler_steps,
