@@ -77,14 +77,12 @@ class TrainConfig:
     batch: int = 8
     crop: int = 96
     crop_align: int = 1  # crop offsets are multiples of this (2 keeps a 2x2 pixel-replication grid, see random_crops)
+    zoom_fraction: float = 0.0  # share of crops enlarged x1.25..max_zoom before degrading (see random_crops)
+    max_zoom: float = 2.0
     lr: float = 2e-4
     sampler_lr_scale: float = 20.0
     seed: int = 0
     # Architecture; None = as the run being resumed, else as the --init-from checkpoint, else ARCHITECTURE_DEFAULTS.
-    zoom_fraction: float = (
-        0.0  # share of crops enlarged x1.25..max_zoom before degrading (band-limited targets)
-    )
-    max_zoom: float = 2.0
     sampler_steps: int | None = None
     base_channels: int | None = None
     levels: int | None = None
@@ -228,8 +226,8 @@ def random_crops(
 
     ``zoom_fraction``: the share of crops cut from a smaller window that is enlarged by a random factor in
     ``[1.25, max_zoom]`` (bilinear or bicubic, both sources alike), so that the clean targets include
-    band-limited images, as files that were resized before they reached the user are (TNO's test set is; see
-    docs/TRAINING.md, History 18). Zoomed crops ignore ``align``. With 0 nothing extra is drawn from ``rng``.
+    band-limited images, as files that were resized before they reached the user are (docs/TRAINING.md,
+    History 18). Zoomed crops ignore ``align``. With 0 nothing extra is drawn from ``rng``.
     """
     a_out = np.empty((n, 1, size, size), np.float32)
     b_out = np.empty_like(a_out)
@@ -251,9 +249,7 @@ def random_crops(
     return torch.from_numpy(a_out), torch.from_numpy(b_out)
 
 
-def _zoomed_crop(
-    p: PairImages, size: int, rng: np.random.Generator, max_zoom: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _zoomed_crop(p: PairImages, size: int, rng: np.random.Generator, max_zoom: float) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` crop of ``p`` enlarged by a random factor in ``[1.25, max_zoom]`` (values in [0, 1])."""
     zoom = float(rng.uniform(1.25, max(1.25, max_zoom)))
     mode = "bicubic" if rng.random() < 0.5 else "bilinear"
@@ -262,17 +258,13 @@ def _zoomed_crop(
     h, w = p.a.shape
     window = min(window, h, w)
     top, left = rng.integers(h - window + 1), rng.integers(w - window + 1)
-    pair = np.stack(
-        [p.a[top : top + window, left : left + window], p.b[top : top + window, left : left + window]]
-    )
-    big = F.interpolate(torch.from_numpy(pair)[None], scale_factor=zoom, mode=mode, align_corners=False)[0]
+    window_pair = torch.from_numpy(np.stack([p.a, p.b])[:, top : top + window, left : left + window])[None]
+    big = F.interpolate(window_pair, scale_factor=zoom, mode=mode, align_corners=False)[0]
     offset = max(0, min(round(margin * zoom), (big.shape[-1] - size) // 2, (big.shape[-2] - size) // 2))
-    out = big[:, offset : offset + size, offset : offset + size].clamp(0.0, 1.0).numpy()
-    if out.shape[-2:] != (size, size):  # an image too small for this zoom: enlarge to exactly size instead
-        out = F.interpolate(torch.from_numpy(pair)[None], size=(size, size), mode=mode, align_corners=False)[
-            0
-        ]
-        out = out.clamp(0.0, 1.0).numpy()
+    out = big[:, offset : offset + size, offset : offset + size]
+    if out.shape[-2:] != (size, size):  # an image too small for this zoom: enlarge the window to exactly size
+        out = F.interpolate(window_pair, size=(size, size), mode=mode, align_corners=False)[0]
+    out = out.clamp(0.0, 1.0).numpy()
     return out[0], out[1]
 
 
@@ -659,9 +651,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
             log(f"time budget of {cfg.max_minutes} min reached at step {step}")
             break
         rng, gen = _step_rng(cfg.seed, step)
-        a, b = random_crops(
-            train_pairs, cfg.batch, cfg.crop, rng, cfg.crop_align, cfg.zoom_fraction, cfg.max_zoom
-        )
+        a, b = random_crops(train_pairs, cfg.batch, cfg.crop, rng, cfg.crop_align, cfg.zoom_fraction, cfg.max_zoom)
         da = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
         db = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
         oa, ob = observe_pair(a, b, da, db, gen, cfg)
