@@ -107,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + " --- |" * (5 + 2 * len(names)))
     for split in ("mri_pet", "mri_spect"):
         pairs = load_clean_pairs(data, split, args.limit)
+        versions_a = [variants(clean_a) for _, clean_a, _ in pairs]  # each pair's three versions, built once
         for scenario in args.scenarios.split(","):
             da, db = SCENARIOS[scenario]
             for version in ("stored", "shifted", "smooth"):
                 start, projected, gains = [], [], [[] for _ in range(2 * len(fusers))]
-                for key, clean_a, clean_b in pairs:
-                    ca = variants(clean_a)[version]
+                for (key, _, clean_b), versions in zip(pairs, versions_a):
+                    ca = versions[version]
                     cb = clean_b[1 : 1 + ca.shape[0], 1 : 1 + ca.shape[1]] if version == "shifted" else clean_b
                     ya, yb = observe(ca, da, key, "a", args.seed), observe(cb, db, key, "b", args.seed)
                     pinv = pseudo_inverse(ya, da)

@@ -415,7 +415,7 @@ def make_validation_set(val_pairs: list[PairImages], cfg: TrainConfig, count: in
     rng, gen = _step_rng(cfg.seed + 7919, 0)
     smallest = min(min(p.a.shape) for p in val_pairs)
     size = min(max(cfg.crop, 128), smallest) // 8 * 8
-    a, b = random_crops(val_pairs, count, size, rng, cfg.crop_align)
+    a, b = random_crops(val_pairs, count, size, rng, align=cfg.crop_align)  # never zoomed: curves stay comparable
     da = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(count)]
     db = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(count)]
     return (a, b, *observe_pair(a, b, da, db, gen, cfg))
@@ -651,7 +651,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
             log(f"time budget of {cfg.max_minutes} min reached at step {step}")
             break
         rng, gen = _step_rng(cfg.seed, step)
-        a, b = random_crops(train_pairs, cfg.batch, cfg.crop, rng, cfg.crop_align, cfg.zoom_fraction, cfg.max_zoom)
+        a, b = random_crops(
+            train_pairs, cfg.batch, cfg.crop, rng,
+            align=cfg.crop_align, zoom_fraction=cfg.zoom_fraction, max_zoom=cfg.max_zoom,
+        )
         da = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
         db = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
         oa, ob = observe_pair(a, b, da, db, gen, cfg)
