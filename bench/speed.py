@@ -47,6 +47,18 @@ def scene(h: int, w: int, seed: int, colour: bool = False) -> np.ndarray:
     return np.stack([img, img[::-1], img[:, ::-1]], -1) if colour else img
 
 
+def cpu_description() -> str:
+    """CPU model and its widest vector extension (convolution speed depends on it: AVX-512 vs AVX2)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    vector = next((name for name in ("avx512f", "avx2", "avx", "sse4_2") if name in flags), "none")
+    return f"{model}, {vector}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+
+
 def median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
@@ -65,6 +77,18 @@ def model_only(fuser_factory, size: tuple[int, int], steps: int, batch: int, rep
     b = [scene(h, w, 10 + i, colour=True) for i in range(batch)]
     seconds = median_seconds(lambda: fuser.fuse_batch(a, b, DEG_A, DEG_B), repeats)
     return batch / seconds
+
+
+def compare_layouts(factory, rounds: int, repeats: int) -> None:
+    """Alternate the two weight layouts (so both share the machine's mood); print s/pair and the median ratio."""
+    print("\nmodel only, 640x480, T = 3, batch 1: s/pair with NCHW weights vs NHWC (channels_last, Fuser's default)")
+    ratios = []
+    for r in range(rounds):
+        nchw = 1 / model_only(lambda steps: factory(steps, "nchw"), (480, 640), 3, 1, repeats)
+        nhwc = 1 / model_only(lambda steps: factory(steps, "nhwc"), (480, 640), 3, 1, repeats)
+        ratios.append(nchw / nhwc)
+        print(f"  round {r + 1}: nchw {nchw:.3f} s, nhwc {nhwc:.3f} s, speed-up x{nchw / nhwc:.2f}", flush=True)
+    print(f"median speed-up x{statistics.median(ratios):.2f}")
 
 
 def make_folder(root: Path, n: int, size: tuple[int, int]) -> tuple[Path, Path]:
@@ -119,6 +143,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--rss-pairs", default=None, help="run lengths for the RSS check, e.g. 100,2000")
     parser.add_argument("--skip-model", action="store_true", help="only the end-to-end and RSS parts")
+    parser.add_argument(
+        "--layout",
+        choices=("nhwc", "nchw"),
+        default="nhwc",
+        help="model-only part: the network's weight layout (nhwc = what Fuser uses; nchw = before 2026-12-01)",
+    )
+    parser.add_argument(
+        "--compare-layouts",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only alternate nchw / nhwc model-only runs (640x480, T = 3) ROUNDS times and print the speed-up",
+    )
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -126,15 +163,24 @@ def main() -> None:
     info = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} logical CPUs".strip(),
+        "cpu": cpu_description(),
         "device": describe_device(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "params": model.parameter_count(),
+        "layout": args.layout,
     }
     print(json.dumps(info))
 
-    def factory(steps: int) -> Fuser:
-        return Fuser(model, device, steps=steps, precision=args.precision)
+    def factory(steps: int, layout: str = args.layout) -> Fuser:
+        fuser = Fuser(model, device, steps=steps, precision=args.precision)
+        if layout == "nchw":
+            fuser.model.net.to(memory_format=torch.contiguous_format)  # undo Fuser's NHWC, to compare
+        return fuser
+
+    if args.compare_layouts:
+        compare_layouts(factory, args.compare_layouts, args.repeats)
+        return
 
     sizes = [(480, 640)] if args.quick else [(480, 640), (768, 1024)]
     step_list = [3] if args.quick else [1, 2, 3, 4, 5]
@@ -166,7 +212,8 @@ def main() -> None:
         print(f"  {r['pairs']:>5} pairs: peak RSS {r['peak_rss_mb']:.0f} MB, {r['pairs_per_s']:.1f} pairs/s")
     result = {**info, "model_only": table, "end_to_end": e2e, "efficiency": efficiency, "rss": rss}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"speed-{info['date']}-{device.type}.json"
+    layout = "" if args.layout == "nhwc" else f"-{args.layout}"
+    path = args.out / f"speed-{info['date']}-{device.type}{layout}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {path}")
 

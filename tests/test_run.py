@@ -128,6 +128,26 @@ def test_flags_override_and_tiles_match_whole_image(checkpoint, tmp_path):
     assert np.abs(tiled.fused - whole.fused).mean() < 0.01
 
 
+def test_fuser_runs_the_network_channels_last_with_the_values_of_the_plain_layout(checkpoint):
+    from mmfuse_cli.model import load_checkpoint
+    from mmfuse_cli.sampler import Observation, ObservationBatch, sample
+
+    model = load_checkpoint(checkpoint)
+    for block in model.net.down_blocks[0]:  # make the residual blocks do something measurable
+        torch.nn.init.normal_(block.conv2.weight, std=0.05)
+    torch.nn.init.normal_(model.net.head.weight, std=0.05)
+    x = camera(96, 128)
+    deg = Degradation(blur=1.0, noise=0.02)
+    ya, yb = (torch.from_numpy(v.copy())[None, None] for v in (x, x[::-1]))
+    with torch.inference_mode():
+        plain = sample(model.net, ObservationBatch(Observation(ya, deg)), ObservationBatch(Observation(yb, deg)), model.sampler)
+    fused = Fuser(model).fuse(x, x[::-1].copy(), deg, deg, bits=(0, 0))
+    assert model.net.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert np.abs(plain.f[0, 0].clamp(0, 1).numpy() - plain.x1[0, 0].clamp(0, 1).numpy()).max() > 1e-3  # not trivial
+    np.testing.assert_allclose(fused.fused, plain.f[0, 0].clamp(0, 1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(fused.a, plain.x1[0, 0].clamp(0, 1).numpy(), atol=1e-5)
+
+
 def test_usage_errors_exit_2(pairs, checkpoint, tmp_path):
     a, b = pairs
     base = ["run", str(a), str(b), "-o", str(tmp_path / "o"), "--model", str(checkpoint)]
