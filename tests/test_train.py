@@ -10,7 +10,7 @@ from conftest import smooth_scene
 from safetensors.torch import load_file
 
 from mmfuse_cli.io import write_image
-from mmfuse_cli.model import load_checkpoint
+from mmfuse_cli.model import load_checkpoint, save_checkpoint
 from mmfuse_cli.train import (
     PairImages,
     TrainConfig,
@@ -83,6 +83,18 @@ def test_init_from_grows_a_checkpoint_without_changing_its_output_then_fine_tune
     d = Degradation(blur=1.0, noise=0.03)
     before, after = Fuser(base).fuse(a, b, d, d), Fuser(grown.eval()).fuse(a, b, d, d)
     assert np.array_equal(before.fused, after.fused) and np.array_equal(before.a, after.a)
+
+    # extra blocks at the deepest level only: the same function too, and the config says so
+    deep = FusionModel(dataclasses.replace(base.config, bottom_blocks=2))
+    copied, new = initialise_from(deep, base_path)
+    assert copied == len(base.state_dict()) and new == 2 * 6  # two blocks: conv1, conv2, film (weight + bias each)
+    assert len(deep.net.down_blocks[-1]) == base.config.blocks_per_level + 2
+    assert all(len(deep.net.down_blocks[i]) == base.config.blocks_per_level for i in range(base.config.levels - 1))
+    deeper = Fuser(deep.eval()).fuse(a, b, d, d)
+    assert np.array_equal(before.fused, deeper.fused) and np.array_equal(before.a, deeper.a)
+    save_checkpoint(deep, tmp_path / "deep.safetensors")
+    assert load_checkpoint(tmp_path / "deep.safetensors").config.bottom_blocks == 2
+    assert base.config.bottom_blocks == 0
 
     # a smaller network or another task cannot take the checkpoint
     with pytest.raises(ValueError, match="does not fit"):

@@ -50,6 +50,9 @@ class ModelConfig:
         exact_final_fusion: the sampler's last step applies the (noise-free) fusion constraint undamped, so the
             fused image is exactly ``m x1 + (1-m) x2`` of the restored sources (see
             :class:`mmfuse_cli.sampler.SamplerParameters`); checkpoints older than this field do not.
+        bottom_blocks: extra residual blocks at the deepest (coarsest) level, after its ``blocks_per_level``;
+            each costs about as much compute as a block at any other level; checkpoints older than this field
+            have none.
     """
 
     base_channels: int = 16
@@ -59,6 +62,7 @@ class ModelConfig:
     task: str = "ivif"
     quantisation_aware: bool = False
     exact_final_fusion: bool = False
+    bottom_blocks: int = 0
 
     @property
     def cond_dim(self) -> int:
@@ -108,7 +112,8 @@ class FusionUNet(nn.Module):
         self.down_blocks = nn.ModuleList()
         self.downsamplers = nn.ModuleList()
         for i, ch in enumerate(chans):
-            self.down_blocks.append(nn.ModuleList(FiLMResBlock(ch, 32) for _ in range(config.blocks_per_level)))
+            count = config.blocks_per_level + (config.bottom_blocks if i == levels - 1 else 0)
+            self.down_blocks.append(nn.ModuleList(FiLMResBlock(ch, 32) for _ in range(count)))
             if i < levels - 1:
                 self.downsamplers.append(nn.Conv2d(ch, chans[i + 1], 3, stride=2, padding=1))
         self.upsamplers = nn.ModuleList()

@@ -87,6 +87,7 @@ class TrainConfig:
     base_channels: int | None = None
     levels: int | None = None
     blocks_per_level: int | None = None
+    bottom_blocks: int | None = None  # extra residual blocks at the deepest level
     init_from: str | None = None  # checkpoint NAME or PATH to start from (fine-tune / grow); ignored on resume
     init_from_sha256: str | None = None  # set by train(): the exact file init_from named (names can be re-pointed)
     val_every: int = 200
@@ -111,7 +112,7 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-ARCHITECTURE_DEFAULTS = {"base_channels": 16, "levels": 4, "blocks_per_level": 1, "sampler_steps": 3}
+ARCHITECTURE_DEFAULTS = {"base_channels": 16, "levels": 4, "blocks_per_level": 1, "bottom_blocks": 0, "sampler_steps": 3}
 
 
 def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfig:
@@ -136,6 +137,7 @@ def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfi
         cfg.task,
         cfg.quantisation_aware,
         cfg.exact_final_fusion,
+        cfg.bottom_blocks,
     )
 
 
@@ -487,6 +489,7 @@ def _stored_architecture(stored: dict, task: str) -> ModelConfig:
         task,
         bool(stored.get("quantisation_aware", False)),
         bool(stored.get("exact_final_fusion", False)),
+        int(stored.get("bottom_blocks") or 0),
     )
 
 

@@ -54,6 +54,12 @@ def train(
     blocks_per_level: Optional[int] = typer.Option(
         None, "--blocks-per-level", help="Residual blocks per U-Net level [default: 1, or as --init-from]."
     ),
+    bottom_blocks: Optional[int] = typer.Option(
+        None,
+        "--bottom-blocks",
+        min=0,
+        help="Extra residual blocks at the deepest U-Net level [default: 0, or as --init-from].",
+    ),
     init_from: Optional[str] = typer.Option(
         None, "--init-from", help="Start from this checkpoint (NAME or PATH): fine-tune, or grow with more blocks."
     ),
@@ -137,6 +143,7 @@ def train(
         base_channels=base_channels,
         levels=levels,
         blocks_per_level=blocks_per_level,
+        bottom_blocks=bottom_blocks,
         init_from=init_from,
         val_every=val_every,
         checkpoint_every=checkpoint_every,
