@@ -2,6 +2,7 @@
 
     python bench/speed.py                 # full: 640x480 + 1024x768, T = 1..5, batch 1/2/4, RSS at 100 and 1000 pairs
     python bench/speed.py --quick         # 640x480, T = 3, batch 1, RSS at 50 and 200 pairs
+    python bench/speed.py --compare-layouts 4   # NCHW vs NHWC (channels-last) network weights, alternated
 
 Figures are medians over ``--repeats`` runs (the machines are noisy); the machine, date and torch threads are
 printed and written with the figures to ``bench/results/speed-<date>.json``. Nothing here asserts a time.

@@ -89,8 +89,8 @@ class Fuser:
         damping: DampingMode = "learned",
     ):
         self.model = model.to(device).eval()
-        # NHWC weights let oneDNN pick its blocked convolution kernels: 1.5-1.7x faster on an AVX2 CPU with
-        # the same values (within 1e-6); the model passed in is converted in place.
+        # NHWC (channels-last) weights let oneDNN pick its blocked convolution kernels: x1.37 (median) on a
+        # 2-core AVX2 CPU, same values within 1e-5 (docs/BENCHMARKS.md, Speed). Converts the model in place.
         self.model.net.to(memory_format=torch.channels_last)
         self.device = torch.device(device)
         self.steps = steps or model.config.steps
