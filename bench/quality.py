@@ -252,6 +252,7 @@ def main() -> None:
     parser.add_argument("--ivif-model", default=None)
     parser.add_argument("--mif-model", default=None)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--flip-ensemble", action="store_true", help="mmfuse run --flip-ensemble (4x the time)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--figures", type=Path, default=None, help="folder for one PNG per split")
     parser.add_argument("--tag", default="", help="suffix of the output file names (to run splits in parallel)")
@@ -275,7 +276,8 @@ def main() -> None:
     fusers = {}
     for task, name in (("ivif", args.ivif_model), ("mif", args.mif_model)):
         if any(SPLITS[s][0] == task for s in splits):
-            fusers[task] = Fuser(load_checkpoint(resolve_checkpoint(name, task=task)), "cpu", steps=args.steps)
+            model = load_checkpoint(resolve_checkpoint(name, task=task))
+            fusers[task] = Fuser(model, "cpu", steps=args.steps, flip_ensemble=args.flip_ensemble)
     previous: dict = {}
     if args.reuse:
         earlier = json.loads(args.reuse.read_text())
@@ -307,6 +309,8 @@ def main() -> None:
     meta = {"date": stamp, "seed": args.seed, "limit": args.limit, "minutes": round((time.time() - started) / 60, 1)}
     if args.declared_grid:
         meta["declared_grid"] = {s: KNOWN_GRIDS[s] for s in splits if s in KNOWN_GRIDS}
+    if args.flip_ensemble:
+        meta["flip_ensemble"] = True
     if args.reuse:
         meta["reused"] = {"from": args.reuse.name, "methods": args.reuse_methods}
     (args.out / f"quality-{stamp}.json").write_text(json.dumps({"meta": meta, "results": serialisable}, indent=2))

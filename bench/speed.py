@@ -3,6 +3,7 @@
     python bench/speed.py                 # full: 640x480 + 1024x768, T = 1..5, batch 1/2/4, RSS at 100 and 1000 pairs
     python bench/speed.py --quick         # 640x480, T = 3, batch 1, RSS at 50 and 200 pairs
     python bench/speed.py --compare-layouts 4   # NCHW vs NHWC (channels-last) network weights, alternated
+    python bench/speed.py --compare-flips 4     # plain vs --flip-ensemble (4 network calls per step), alternated
 
 Figures are medians over ``--repeats`` runs (the machines are noisy); the machine, date and torch threads are
 printed and written with the figures to ``bench/results/speed-<date>.json``. Nothing here asserts a time.
@@ -80,16 +81,20 @@ def model_only(fuser_factory, size: tuple[int, int], steps: int, batch: int, rep
     return batch / seconds
 
 
-def compare_layouts(factory, rounds: int, repeats: int) -> None:
-    """Alternate the two weight layouts (so both share the machine's mood); print s/pair and the median ratio."""
-    print("\nmodel only, 640x480, T = 3, batch 1: s/pair with NCHW weights vs NHWC (channels_last, Fuser's default)")
+def compare_alternated(title: str, variants: dict, rounds: int, repeats: int) -> None:
+    """Alternate two Fuser factories (so both share the machine's mood); print s/pair and the median ratio.
+
+    ``variants`` maps a label to a factory ``steps -> Fuser``; the ratio is first / second (> 1: second faster).
+    """
+    print(f"\nmodel only, 640x480, T = 3, batch 1: s/pair, {title}")
+    (first, first_factory), (second, second_factory) = variants.items()
     ratios = []
     for r in range(rounds):
-        nchw = 1 / model_only(lambda steps: factory(steps, "nchw"), (480, 640), 3, 1, repeats)
-        nhwc = 1 / model_only(lambda steps: factory(steps, "nhwc"), (480, 640), 3, 1, repeats)
-        ratios.append(nchw / nhwc)
-        print(f"  round {r + 1}: nchw {nchw:.3f} s, nhwc {nhwc:.3f} s, speed-up x{nchw / nhwc:.2f}", flush=True)
-    print(f"median speed-up x{statistics.median(ratios):.2f}")
+        t1 = 1 / model_only(first_factory, (480, 640), 3, 1, repeats)
+        t2 = 1 / model_only(second_factory, (480, 640), 3, 1, repeats)
+        ratios.append(t1 / t2)
+        print(f"  round {r + 1}: {first} {t1:.3f} s, {second} {t2:.3f} s, ratio x{t1 / t2:.2f}", flush=True)
+    print(f"median ratio {first} / {second}: x{statistics.median(ratios):.2f}")
 
 
 def make_folder(root: Path, n: int, size: tuple[int, int]) -> tuple[Path, Path]:
@@ -157,6 +162,13 @@ def main() -> None:
         metavar="ROUNDS",
         help="only alternate nchw / nhwc model-only runs (640x480, T = 3) ROUNDS times and print the speed-up",
     )
+    parser.add_argument(
+        "--compare-flips",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only alternate plain / --flip-ensemble model-only runs (640x480, T = 3) ROUNDS times and print the cost",
+    )
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -173,14 +185,19 @@ def main() -> None:
     }
     print(json.dumps(info))
 
-    def factory(steps: int, layout: str = args.layout) -> Fuser:
-        fuser = Fuser(model, device, steps=steps, precision=args.precision)
+    def factory(steps: int, layout: str = args.layout, flip_ensemble: bool = False) -> Fuser:
+        fuser = Fuser(model, device, steps=steps, precision=args.precision, flip_ensemble=flip_ensemble)
         if layout == "nchw":
             fuser.model.net.to(memory_format=torch.contiguous_format)  # undo Fuser's NHWC, to compare
         return fuser
 
     if args.compare_layouts:
-        compare_layouts(factory, args.compare_layouts, args.repeats)
+        variants = {"nchw": lambda steps: factory(steps, "nchw"), "nhwc": lambda steps: factory(steps, "nhwc")}
+        compare_alternated("NCHW weights vs NHWC (channels_last, Fuser's default)", variants, args.compare_layouts, args.repeats)
+        return
+    if args.compare_flips:
+        variants = {"flip-ensemble": lambda steps: factory(steps, flip_ensemble=True), "plain": factory}
+        compare_alternated("--flip-ensemble vs plain", variants, args.compare_flips, args.repeats)
         return
 
     sizes = [(480, 640)] if args.quick else [(480, 640), (768, 1024)]

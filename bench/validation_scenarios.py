@@ -3,6 +3,7 @@
     python bench/validation_scenarios.py --task ivif runs/ivif-q/state.safetensors drfusion-ivif-s
     python bench/validation_scenarios.py --task mif runs/mif-q/model.safetensors --pairs 8 --crop 256
     python bench/validation_scenarios.py --task mif drfusion-mif-s --only mri_pet/train/pet --scenarios blur
+    python bench/validation_scenarios.py --task ivif drfusion-ivif-s --flip-ensemble
 
 The quality benchmark (bench/quality.py) scores the test splits; choices made while training (which checkpoint
 to ship, which setting to keep) must not look at them. This script answers "does the model beat its start by
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default="", help="keep validation pairs whose key (a_dir/stem) contains this, e.g. mri_pet/train/pet"
     )
+    parser.add_argument(
+        "--flip-ensemble", action="store_true", help="add a column per model run with --flip-ensemble (4x the time)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -74,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     val = val[:: max(1, len(val) // args.pairs)][: args.pairs]
     fusers = [Fuser(load_model(m, args.task)) for m in args.models]
     names = [Path(m).parent.name + "/" + Path(m).name if Path(m).exists() else m for m in args.models]
+    if args.flip_ensemble:
+        fusers += [Fuser(load_model(m, args.task), flip_ensemble=True) for m in args.models]
+        names += [f"{name} flip-ensemble" for name in names]
 
     only = f" whose key contains {args.only!r}" if args.only else ""
     print(f"{len(val)} validation pairs of {args.task}{only}, centre crops <= {args.crop} px, 8-bit observations\n")

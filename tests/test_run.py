@@ -148,6 +148,18 @@ def test_fuser_runs_the_network_channels_last_with_the_values_of_the_plain_layou
     np.testing.assert_allclose(fused.a, plain.x1[0, 0].clamp(0, 1).numpy(), atol=1e-5)
 
 
+def test_flip_ensemble_flag_reaches_the_fuser(pairs, checkpoint, tmp_path):
+    a, b = pairs
+    outputs = {}
+    for name, extra in (("plain", []), ("ensemble", ["--flip-ensemble"])):
+        args = ["run", str(a), str(b), "-o", str(tmp_path / name), "--model", str(checkpoint), "-q", *extra]
+        assert runner.invoke(app, args).exit_code == 0
+        outputs[name] = read_image(tmp_path / name / "p0.png").pixels
+    # the tiny test network is not flip-symmetric: averaging it over flips changes the output, a little
+    gap = np.abs(outputs["ensemble"].astype(float) - outputs["plain"].astype(float))
+    assert 0 < gap.mean() < 0.05
+
+
 def test_usage_errors_exit_2(pairs, checkpoint, tmp_path):
     a, b = pairs
     base = ["run", str(a), str(b), "-o", str(tmp_path / "o"), "--model", str(checkpoint)]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mmfuse_cli.degradation import Degradation
+from mmfuse_cli.ensemble import FlipEnsemble
 from mmfuse_cli.io import rgb_to_ycbcr, ycbcr_to_rgb
 from mmfuse_cli.model import FusionModel
 from mmfuse_cli.operators import project_to_grid
@@ -76,6 +77,8 @@ class Fuser:
         tile: tile size in output pixels (``None`` = whole image); tiles overlap by ``overlap`` pixels and are
             blended with linear ramps.
         damping: sampler damping mode (``learned`` unless experimenting).
+        flip_ensemble: average the network over four flips of its input at every step (:mod:`ensemble`):
+            about 4x the time for +0.03 to +0.25 dB on the restored sources.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Fuser:
         tile: int | None = None,
         overlap: int = 32,
         damping: DampingMode = "learned",
+        flip_ensemble: bool = False,
     ):
         self.model = model.to(device).eval()
         # NHWC (channels-last) weights let oneDNN pick its blocked convolution kernels: x1.37 (median) on a
@@ -105,6 +109,8 @@ class Fuser:
         self.overlap = overlap
         self.damping = damping
         self.task = model.config.task
+        # what the sampler drives: the network, or the mean of its answers over four flips (x4 time, ensemble.py)
+        self.denoiser = FlipEnsemble(self.model.net) if flip_ensemble else self.model.net
 
     # -- public ---------------------------------------------------------------------------------------------
 
@@ -159,14 +165,14 @@ class Fuser:
         ob = ObservationBatch(Observation(yb, deg_b, bits[1]))
         with torch.inference_mode():
             if self.precision == "fp32":
-                out = sample(self.model.net, oa, ob, self.model.sampler, self.steps, self.damping)
+                out = sample(self.denoiser, oa, ob, self.model.sampler, self.steps, self.damping)
             else:
                 dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
                 with torch.autocast(self.device.type, dtype=dtype):
-                    out = sample(self.model.net, oa, ob, self.model.sampler, self.steps, self.damping)
+                    out = sample(self.denoiser, oa, ob, self.model.sampler, self.steps, self.damping)
                 out = SampleOutput(out.x1.float(), out.x2.float(), out.f.float(), out.m.float())
                 if not is_finite(out):
-                    out = sample(self.model.net, oa, ob, self.model.sampler, self.steps, self.damping)
+                    out = sample(self.denoiser, oa, ob, self.model.sampler, self.steps, self.damping)
         if not is_finite(out):
             raise FusionError("the model produced NaN or inf; no output written")
         return out

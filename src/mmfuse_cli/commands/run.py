@@ -59,6 +59,11 @@ def run(
     b_grid: Optional[int] = typer.Option(None, "--b-grid", min=1, max=MAX_GRID, help="The same for source b."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
+    flip_ensemble: bool = typer.Option(
+        False,
+        "--flip-ensemble",
+        help="Average the network over 4 flips of its input at every step: about 4x the time, +0.03-0.25 dB.",
+    ),
     batch: int = typer.Option(1, "--batch", help="Pairs per network call (same-size pairs are grouped)."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Process in overlapping tiles of SIZE output pixels."),
     out_format: str = typer.Option("png", "--format", help="Output format: png, tif, jpg or bmp."),
@@ -111,7 +116,14 @@ def run(
         fusion_model = load_checkpoint(checkpoint, device=torch_device)
         if task is not None and fusion_model.config.task != task:
             raise ValueError(f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}")
-        fuser = Fuser(fusion_model, torch_device, steps=steps, precision=precision, tile=tile)  # type: ignore[arg-type]
+        fuser = Fuser(
+            fusion_model,
+            torch_device,
+            steps=steps,
+            precision=precision,  # type: ignore[arg-type]
+            tile=tile,
+            flip_ensemble=flip_ensemble,
+        )
         output.mkdir(parents=True, exist_ok=True)
     except WeightsError as exc:
         report_error(console, str(exc))
