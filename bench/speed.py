@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--tag", default="", help="suffix of the output file name (keeps an earlier run of the day)")
     parser.add_argument("--rss-pairs", default=None, help="run lengths for the RSS check, e.g. 100,2000")
     parser.add_argument("--skip-model", action="store_true", help="only the end-to-end and RSS parts")
     parser.add_argument(
@@ -231,7 +232,8 @@ def main() -> None:
     result = {**info, "model_only": table, "end_to_end": e2e, "efficiency": efficiency, "rss": rss}
     args.out.mkdir(parents=True, exist_ok=True)
     layout = "" if args.layout == "nhwc" else f"-{args.layout}"
-    path = args.out / f"speed-{info['date']}-{device.type}{layout}.json"
+    tag = f"-{args.tag}" if args.tag else ""
+    path = args.out / f"speed-{info['date']}-{device.type}{layout}{tag}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {path}")
 
