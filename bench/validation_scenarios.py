@@ -76,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     if not val:
         parser.error(f"no validation pair's key contains {args.only!r}")
     val = val[:: max(1, len(val) // args.pairs)][: args.pairs]
-    fusers = [Fuser(load_model(m, args.task)) for m in args.models]
+    models = [load_model(m, args.task) for m in args.models]
+    fusers = [Fuser(model) for model in models]
     names = [Path(m).parent.name + "/" + Path(m).name if Path(m).exists() else m for m in args.models]
-    if args.flip_ensemble:
-        fusers += [Fuser(load_model(m, args.task), flip_ensemble=True) for m in args.models]
+    if args.flip_ensemble:  # the same loaded models, driven through the ensemble
+        fusers += [Fuser(model, flip_ensemble=True) for model in models]
         names += [f"{name} flip-ensemble" for name in names]
 
     only = f" whose key contains {args.only!r}" if args.only else ""

@@ -163,16 +163,19 @@ class Fuser:
     ) -> SampleOutput:
         oa = ObservationBatch(Observation(ya, deg_a, bits[0]))
         ob = ObservationBatch(Observation(yb, deg_b, bits[1]))
+        def run() -> SampleOutput:
+            return sample(self.denoiser, oa, ob, self.model.sampler, self.steps, self.damping)
+
         with torch.inference_mode():
             if self.precision == "fp32":
-                out = sample(self.denoiser, oa, ob, self.model.sampler, self.steps, self.damping)
+                out = run()
             else:
                 dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
                 with torch.autocast(self.device.type, dtype=dtype):
-                    out = sample(self.denoiser, oa, ob, self.model.sampler, self.steps, self.damping)
+                    out = run()
                 out = SampleOutput(out.x1.float(), out.x2.float(), out.f.float(), out.m.float())
                 if not is_finite(out):
-                    out = sample(self.denoiser, oa, ob, self.model.sampler, self.steps, self.damping)
+                    out = run()  # the fp32 retry
         if not is_finite(out):
             raise FusionError("the model produced NaN or inf; no output written")
         return out
