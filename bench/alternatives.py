@@ -200,7 +200,9 @@ def fuse_gff(
     bases = [ndimage.uniform_filter(x, size=avg_size, mode="nearest") for x in sources]
     details = [x - base for x, base in zip(sources, bases)]
     saliency = [
-        ndimage.gaussian_filter(np.abs(ndimage.correlate(x, _LAPLACIAN, mode="nearest")), sigma_g, mode="nearest", radius=r_g)
+        ndimage.gaussian_filter(
+            np.abs(ndimage.correlate(x, _LAPLACIAN, mode="nearest")), sigma_g, mode="nearest", radius=r_g
+        )
         for x in sources
     ]
     p_a = (saliency[0] >= saliency[1]).astype(np.float64)
@@ -305,7 +307,9 @@ def deblur(x: np.ndarray, blur_std: float, iterations: int = 15, pool: int = 1) 
 
     psf = gaussian_psf(blur_std) if blur_std > 0 else np.ones((1, 1))
     if pool > 1:
-        psf = ndimage.convolve(np.pad(psf, pool // 2 + 1), np.outer(_box_taps(pool), _box_taps(pool)), mode="constant")
+        psf = ndimage.convolve(
+            np.pad(psf, pool // 2 + 1), np.outer(_box_taps(pool), _box_taps(pool)), mode="constant"
+        )
         psf = psf[np.any(psf > 0, axis=1)][:, np.any(psf > 0, axis=0)]
         psf /= psf.sum()
     pad = 2 * max(psf.shape)
@@ -336,7 +340,7 @@ def restore(y: np.ndarray, deg: Any, iterations: int = 15, deblur_pool: bool = T
 def cascade(
     y_a: np.ndarray, deg_a: Any, y_b: np.ndarray, deg_b: Any, iterations: int = 15, deblur_pool: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """"Restore then fuse": :func:`restore` each observation with its known degradation, then :func:`fuse_gff`.
+    """ "Restore then fuse": :func:`restore` each observation with its known degradation, then :func:`fuse_gff`.
 
     ``y_a``/``y_b`` are on their sensor grids (``(H / scale, W / scale)``); both must restore to the same
     ``(H, W)``. Returns ``(fused, restored_a, restored_b)``.
@@ -371,7 +375,8 @@ def _self_check() -> None:  # pragma: no cover - manual benchmark
     import torch
     from skimage import data
 
-    from mmfuse_cli.operators import Degradation, degrade_tensor
+    from mmfuse_cli.degradation.spec import Degradation
+    from mmfuse_cli.degradation.synth import degrade_tensor
 
     cam = data.camera().astype(np.float32) / 255.0  # 512 x 512
     big = np.pad(cam, ((0, 0), (64, 64)), mode="reflect")[16:496]  # 480 x 640 for timings
@@ -399,7 +404,9 @@ def _self_check() -> None:  # pragma: no cover - manual benchmark
     for name, fn in FUSION_RULES.items():
         print(f"  {name:18s} {_psnr(fn(fa, fb), crop):6.2f} dB")
 
-    print("\nbicubic alignment (camera 512x512, average-pool r, upsample): PSNR vs original for sub-pixel shifts")
+    print(
+        "\nbicubic alignment (camera 512x512, average-pool r, upsample): PSNR vs original for sub-pixel shifts"
+    )
     smooth = ndimage.gaussian_filter(cam.astype(np.float64), 1.0)
     for r in (2, 3, 4):
         n = 512 // r * r
@@ -417,7 +424,9 @@ def _self_check() -> None:  # pragma: no cover - manual benchmark
         dy, dx = float(np.sum(err * gy) / np.sum(gy * gy)), float(np.sum(err * gx) / np.sum(gx * gx))
         print(f"  r={r}  " + "  ".join(row) + f"   fitted shift (y, x) = ({dy:+.3f}, {dx:+.3f}) px")
 
-    print("\ncascade restoration on 256x256 camera crops (PSNR vs clean; 'input' = degraded, replicate-upsampled)")
+    print(
+        "\ncascade restoration on 256x256 camera crops (PSNR vs clean; 'input' = degraded, replicate-upsampled)"
+    )
     cases = {
         "noise 0.05": Degradation(noise=0.05),
         "blur 1.5": Degradation(blur=1.5),
@@ -432,14 +441,18 @@ def _self_check() -> None:  # pragma: no cover - manual benchmark
         if deg.scale > 1:
             x_nobox = restore(y, deg, deblur_pool=False)
             extra = f"  (Gaussian-only RL PSF {_psnr(x_nobox, crop):5.2f})"
-        print(f"  {label:28s} input {_psnr(y_up, crop):5.2f} dB -> restored {_psnr(x, crop):5.2f} dB{extra}  [{dt:.2f} s]")
+        print(
+            f"  {label:28s} input {_psnr(y_up, crop):5.2f} dB -> restored {_psnr(x, crop):5.2f} dB{extra}  [{dt:.2f} s]"
+        )
 
     print("\ncascade on a 480x640 pair (a: blur 1.5 + x2 + noise 0.05, b: noise 0.05):")
     deg_a, deg_b = Degradation(blur=1.5, scale=2, noise=0.05), Degradation(noise=0.05)
     ya, yb = degrade(big, deg_a), degrade(other, deg_b)
     (fused, ra, rb), dt = _timed(cascade, ya, deg_a, yb, deg_b)
-    print(f"  time {dt:.1f} s per pair;  restored a {_psnr(ra, big):5.2f} dB, restored b {_psnr(rb, other):5.2f} dB;"
-          f"  fused {fused.shape} {fused.dtype}")
+    print(
+        f"  time {dt:.1f} s per pair;  restored a {_psnr(ra, big):5.2f} dB, restored b {_psnr(rb, other):5.2f} dB;"
+        f"  fused {fused.shape} {fused.dtype}"
+    )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,12 @@ def headline_table(results: dict) -> str:
             methods = ("mmfuse", "baseline", "cascade")
             qabf = _fmt([summary.get(m, {}).get("Qabf") for m in methods])
             vif = _fmt([summary.get(m, {}).get("VIF") for m in methods])
-            seconds = " / ".join(f"{summary[m]['seconds']:.2f}" if m in summary else "-" for m in ("mmfuse", "cascade"))
-            rows.append(f"| {split} | {scenario} | {qabf} | {vif} | {_gain_text(restoration_gains(summary))} | {seconds} |")
+            seconds = " / ".join(
+                f"{summary[m]['seconds']:.2f}" if m in summary else "-" for m in ("mmfuse", "cascade")
+            )
+            rows.append(
+                f"| {split} | {scenario} | {qabf} | {vif} | {_gain_text(restoration_gains(summary))} | {seconds} |"
+            )
     return "\n".join(rows)
 
 
@@ -79,7 +83,10 @@ def before_after_table(before: dict, after: dict) -> str:
         "| VIF: before → after (baseline) |",
         "|---|---|---|---|---|",
     ]
-    counts = {"before": [0, 0, 0, 0], "after": [0, 0, 0, 0]}  # gain cells met, gain cells, beats-baseline, cells
+    counts = {
+        "before": [0, 0, 0, 0],
+        "after": [0, 0, 0, 0],
+    }  # gain cells met, gain cells, beats-baseline, cells
     for split, res in after.items():
         for scenario, summary in res["scenarios"].items():
             old = before.get(split, {}).get("scenarios", {}).get(scenario)
@@ -133,9 +140,13 @@ def cascade_table(results: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("results", nargs="+", type=Path, help="quality-*.json files (merged)")
-    parser.add_argument("--before", nargs="+", type=Path, default=None, help="earlier quality-*.json to compare")
+    parser.add_argument(
+        "--before", nargs="+", type=Path, default=None, help="earlier quality-*.json to compare"
+    )
     args = parser.parse_args()
     after = load_results(args.results)
     print(headline_table(after))

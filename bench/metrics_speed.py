@@ -23,9 +23,20 @@ from mmfuse_cli.metrics import DEFAULT, REGISTRY, compute_metrics, quantize8
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIXTURE = {  # metrics-spec.md section 8 (CDD Evaluator on TNO 01, F = avg + 3 N(0,1), seed 0)
-    "EN": 6.465254, "SD": 23.505751, "SF": 8.955848, "AG": 3.355028, "MI": 1.135140, "CC": 0.393846,
-    "SCD": 1.761146, "PSNR": 15.500336, "VIF": 0.383629, "Qabf": 0.287892, "SSIM": 0.843002,
-    "Q_MI": 0.244940, "Q_NCIE": 0.803494, "Nabf": 0.007498,
+    "EN": 6.465254,
+    "SD": 23.505751,
+    "SF": 8.955848,
+    "AG": 3.355028,
+    "MI": 1.135140,
+    "CC": 0.393846,
+    "SCD": 1.761146,
+    "PSNR": 15.500336,
+    "VIF": 0.383629,
+    "Qabf": 0.287892,
+    "SSIM": 0.843002,
+    "Q_MI": 0.244940,
+    "Q_NCIE": 0.803494,
+    "Nabf": 0.007498,
 }
 
 
@@ -52,7 +63,9 @@ def _time(fn, repeat: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("ir", nargs="?", type=Path)
     parser.add_argument("vis", nargs="?", type=Path)
     parser.add_argument("--repeat", type=int, default=3)

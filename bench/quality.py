@@ -34,85 +34,35 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+import alternatives
 import numpy as np
-import torch
+from _common import KNOWN_GRIDS, SCENARIOS, SPLITS, load_clean_pairs, observe, pseudo_inverse
+from mmfuse_cli.weights.resolve import resolve_checkpoint
+
+from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.engine.config import FuseConfig
+from mmfuse_cli.engine.fuser import Fuser
+from mmfuse_cli.metrics import compute_metrics
+from mmfuse_cli.metrics.pixel import psnr_reference
+from mmfuse_cli.metrics.structural import ssim_reference
+from mmfuse_cli.model.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import alternatives  # noqa: E402
-
-from mmfuse_cli.degrade import degrade_array, file_seed  # noqa: E402
-from mmfuse_cli.fuse import Fuser  # noqa: E402
-from mmfuse_cli.io import quantize, read_image, to_gray  # noqa: E402
-from mmfuse_cli.metrics import compute_metrics  # noqa: E402
-from mmfuse_cli.metrics.pixel import psnr_reference  # noqa: E402
-from mmfuse_cli.metrics.structural import ssim_reference  # noqa: E402
-from mmfuse_cli.model import load_checkpoint  # noqa: E402
-from mmfuse_cli.operators import Degradation  # noqa: E402
-from mmfuse_cli.pairing import pair_folders  # noqa: E402
-from mmfuse_cli.weights import resolve_checkpoint  # noqa: E402
-
-SPLITS: dict[str, tuple[str, str, str]] = {
-    # name: (task, a folder, b folder) relative to the data root
-    "tno": ("ivif", "tno/test/ir", "tno/test/vi"),
-    "msrs": ("ivif", "msrs/test/ir", "msrs/test/vi"),
-    "llvip": ("ivif", "llvip/test/ir", "llvip/test/vi"),
-    "mri_ct": ("mif", "harvard/mri_ct/test/ct", "harvard/mri_ct/test/mri"),
-    "mri_pet": ("mif", "harvard/mri_pet/test/pet", "harvard/mri_pet/test/mri"),
-    "mri_spect": ("mif", "harvard/mri_spect/test/spect", "harvard/mri_spect/test/mri"),
-}
-
-SCENARIOS: dict[str, tuple[Degradation, Degradation]] = {
-    "clean": (Degradation(), Degradation()),
-    "noise": (Degradation(noise=0.05), Degradation(noise=0.05)),
-    "blur": (Degradation(blur=1.5), Degradation(blur=1.5)),
-    "composite": (Degradation(blur=1.5, scale=2, noise=0.05), Degradation(blur=1.5, noise=0.05)),
-}
-
-# Sources stored enlarged by pixel replication (the Harvard atlas's PET and SPECT: 128 x 128 scans at 256 x 256;
-# bench/replication_grid.py measures it): (grid of a, grid of b). With --declared-grid mmfuse is told them.
-KNOWN_GRIDS: dict[str, tuple[int, int]] = {"mri_pet": (2, 1), "mri_spect": (2, 1)}
 
 FUSED_METRICS = ["Q_MI", "Q_NCIE", "Qabf", "Q_P", "Q_CB", "Q_Y", "EN", "SD", "SF", "VIF", "SSIM"]
 LOWER_IS_BETTER: set[str] = set()
 METHODS = ["mmfuse", "baseline", "max_abs", "laplacian", "gff", "cascade"]
 
 
-def load_clean_pairs(data: Path, split: str, limit: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """Clean luminance pairs, cropped to a multiple of 8 (scale 2 and the network's grid)."""
-    _, a_rel, b_rel = SPLITS[split]
-    pairs = pair_folders(data / a_rel, data / b_rel).pairs
-    step = max(1, len(pairs) // limit) if limit else 1
-    chosen = pairs[::step][:limit] if limit else pairs
-    out = []
-    for pair in chosen:
-        a = to_gray(read_image(pair.a).pixels)
-        b = to_gray(read_image(pair.b).pixels)
-        h, w = (min(a.shape[0], b.shape[0]) // 8) * 8, (min(a.shape[1], b.shape[1]) // 8) * 8
-        out.append((pair.key, a[:h, :w], b[:h, :w]))
-    return out
-
-
-def observe(clean: np.ndarray, degradation: Degradation, key: str, side: str, seed: int) -> np.ndarray:
-    """The degraded 8-bit observation `mmfuse degrade` would write for this file."""
-    y = degrade_array(clean, degradation, file_seed(seed, f"{side}/{key}"))
-    return quantize(y, 8).astype(np.float32) / 255.0
-
-
-def pseudo_inverse(y: np.ndarray, degradation: Degradation) -> np.ndarray:
-    with torch.inference_mode():
-        t = torch.from_numpy(y)[None, None]
-        return degradation.operator().pinv(t)[0, 0].clamp(0, 1).numpy()
-
-
-def run_method(method: str, fuser: Fuser, ya, yb, da: Degradation, db: Degradation, grids: tuple[int, int] = (1, 1)):
+def run_method(
+    method: str, fuser: Fuser, ya, yb, da: Degradation, db: Degradation, grids: tuple[int, int] = (1, 1)
+):
     """Returns (fused, restored_a or None, restored_b or None), all (H, W) float32 [0, 1].
 
     ``grids``: the sources' pixel grids, told to mmfuse only (the other methods have no use for them)."""
     if method == "mmfuse":
         da, db = replace(da, grid=grids[0]), replace(db, grid=grids[1])
-        out = fuser.fuse(ya, yb, da, db, bits=(8, 8))  # the observations are 8-bit files
+        out = fuser.fuse(ya, yb, da, db)  # the observations are 8-bit files (Degradation.bits = 8)
         return out.fused, out.a, out.b
     if method == "cascade":
         fused, ra, rb = alternatives.cascade(ya, da, yb, db)
@@ -129,7 +79,16 @@ def run_method(method: str, fuser: Fuser, ya, yb, da: Degradation, db: Degradati
 
 
 def evaluate_split(
-    split, data, limit, methods, scenarios, seed, fusers, log, reused: dict | None = None, declared_grid: bool = False
+    split,
+    data,
+    limit,
+    methods,
+    scenarios,
+    seed,
+    fusers,
+    log,
+    reused: dict | None = None,
+    declared_grid: bool = False,
 ) -> dict:
     """Scores of every method on one split. ``reused``: {scenario: {method: summary}} taken from an earlier run
     (same seed, limit and code, so the same degraded inputs) instead of recomputed; those methods run on the
@@ -150,7 +109,9 @@ def evaluate_split(
                 if method in reused.get(scenario, {}):
                     if key == pairs[0][0]:
                         fused, _, _ = run_method(method, fusers[task], ya, yb, da, db, (grid_a, grid_b))
-                        examples.setdefault(scenario, {"a": ya, "b": yb, "clean_a": ca, "clean_b": cb})[method] = fused
+                        examples.setdefault(scenario, {"a": ya, "b": yb, "clean_a": ca, "clean_b": cb})[
+                            method
+                        ] = fused
                     continue
                 start = time.perf_counter()
                 fused, ra, rb = run_method(method, fusers[task], ya, yb, da, db, (grid_a, grid_b))
@@ -161,7 +122,9 @@ def evaluate_split(
                     row.update(ssim_a=ssim_reference(ra, ca), ssim_b=ssim_reference(rb, cb))
                 per_method[method].append(row)
                 if key == pairs[0][0]:
-                    examples.setdefault(scenario, {"a": ya, "b": yb, "clean_a": ca, "clean_b": cb})[method] = fused
+                    examples.setdefault(scenario, {"a": ya, "b": yb, "clean_a": ca, "clean_b": cb})[
+                        method
+                    ] = fused
         summary = {}
         for method, rows in per_method.items():
             if method in reused.get(scenario, {}):
@@ -171,7 +134,10 @@ def evaluate_split(
             summary[method] = {k: _mean([r[k] for r in rows]) for k in keys}
             summary[method]["seconds"] = statistics.median(timing[method])
         results[scenario] = summary
-        log(f"{split}/{scenario}: " + ", ".join(f"{m} Qabf {summary[m]['Qabf']:.3f} VIF {summary[m]['VIF']:.3f}" for m in methods))
+        log(
+            f"{split}/{scenario}: "
+            + ", ".join(f"{m} Qabf {summary[m]['Qabf']:.3f} VIF {summary[m]['VIF']:.3f}" for m in methods)
+        )
     return {"pairs": len(pairs), "task": task, "scenarios": results, "examples": examples}
 
 
@@ -185,13 +151,19 @@ def markdown_tables(all_results: dict) -> str:
     for split, res in all_results.items():
         for scenario, summary in res["scenarios"].items():
             methods = list(summary)
-            cols = FUSED_METRICS + [c for c in ("psnr_a", "psnr_b", "ssim_a", "ssim_b") if c in summary.get("mmfuse", {})]
+            cols = FUSED_METRICS + [
+                c for c in ("psnr_a", "psnr_b", "ssim_a", "ssim_b") if c in summary.get("mmfuse", {})
+            ]
             lines.append(f"\n#### {split} ({res['pairs']} pairs) - {scenario}\n")
             lines.append("| method | " + " | ".join(cols) + " | s/pair |")
             lines.append("|---" * (len(cols) + 2) + "|")
             best = {}
             for c in cols:
-                vals = [summary[m].get(c) for m in methods if summary[m].get(c) is not None and math.isfinite(summary[m].get(c))]
+                vals = [
+                    summary[m].get(c)
+                    for m in methods
+                    if summary[m].get(c) is not None and math.isfinite(summary[m].get(c))
+                ]
                 if vals:
                     best[c] = min(vals) if c in LOWER_IS_BETTER else max(vals)
             for m in methods:
@@ -220,7 +192,9 @@ def save_figures(all_results: dict, out_dir: Path) -> list[Path]:
             continue
         scenarios = list(examples)
         cols = ["a", "b", "baseline", "cascade", "mmfuse"]
-        fig, axes = plt.subplots(len(scenarios), len(cols), figsize=(3 * len(cols), 2.6 * len(scenarios)), squeeze=False)
+        fig, axes = plt.subplots(
+            len(scenarios), len(cols), figsize=(3 * len(cols), 2.6 * len(scenarios)), squeeze=False
+        )
         for i, scenario in enumerate(scenarios):
             for j, col in enumerate(cols):
                 ax = axes[i, j]
@@ -242,7 +216,9 @@ def save_figures(all_results: dict, out_dir: Path) -> list[Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--splits", default=",".join(SPLITS))
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -252,10 +228,14 @@ def main() -> None:
     parser.add_argument("--ivif-model", default=None)
     parser.add_argument("--mif-model", default=None)
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--flip-ensemble", action="store_true", help="mmfuse run --flip-ensemble (4x the time)")
+    parser.add_argument(
+        "--flip-ensemble", action="store_true", help="mmfuse run --flip-ensemble (4x the time)"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--figures", type=Path, default=None, help="folder for one PNG per split")
-    parser.add_argument("--tag", default="", help="suffix of the output file names (to run splits in parallel)")
+    parser.add_argument(
+        "--tag", default="", help="suffix of the output file names (to run splits in parallel)"
+    )
     parser.add_argument(
         "--reuse",
         type=Path,
@@ -267,7 +247,9 @@ def main() -> None:
         action="store_true",
         help="tell mmfuse the pixel grid of sources stored as replicated blocks (KNOWN_GRIDS: Harvard PET/SPECT)",
     )
-    parser.add_argument("--reuse-methods", default="cascade", help="methods whose scores --reuse takes (not the model)")
+    parser.add_argument(
+        "--reuse-methods", default="cascade", help="methods whose scores --reuse takes (not the model)"
+    )
     args = parser.parse_args()
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
@@ -277,7 +259,9 @@ def main() -> None:
     for task, name in (("ivif", args.ivif_model), ("mif", args.mif_model)):
         if any(SPLITS[s][0] == task for s in splits):
             model = load_checkpoint(resolve_checkpoint(name, task=task))
-            fusers[task] = Fuser(model, "cpu", steps=args.steps, flip_ensemble=args.flip_ensemble)
+            fusers[task] = Fuser(
+                model, FuseConfig(device="cpu", steps=args.steps, flip_ensemble=args.flip_ensemble)
+            )
     previous: dict = {}
     if args.reuse:
         earlier = json.loads(args.reuse.read_text())
@@ -306,14 +290,21 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = date.today().isoformat() + (f"-{args.tag}" if args.tag else "")
     serialisable = {s: {k: v for k, v in r.items() if k != "examples"} for s, r in all_results.items()}
-    meta = {"date": stamp, "seed": args.seed, "limit": args.limit, "minutes": round((time.time() - started) / 60, 1)}
+    meta = {
+        "date": stamp,
+        "seed": args.seed,
+        "limit": args.limit,
+        "minutes": round((time.time() - started) / 60, 1),
+    }
     if args.declared_grid:
         meta["declared_grid"] = {s: KNOWN_GRIDS[s] for s in splits if s in KNOWN_GRIDS}
     if args.flip_ensemble:
         meta["flip_ensemble"] = True
     if args.reuse:
         meta["reused"] = {"from": args.reuse.name, "methods": args.reuse_methods}
-    (args.out / f"quality-{stamp}.json").write_text(json.dumps({"meta": meta, "results": serialisable}, indent=2))
+    (args.out / f"quality-{stamp}.json").write_text(
+        json.dumps({"meta": meta, "results": serialisable}, indent=2)
+    )
     report = markdown_tables(all_results)
     (args.out / f"quality-{stamp}.md").write_text(report)
     print(report)

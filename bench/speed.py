@@ -25,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mmfuse_cli.weights.resolve import resolve_checkpoint
 
+from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.device import describe_device, resolve_device
-from mmfuse_cli.fuse import Fuser
+from mmfuse_cli.engine.config import FuseConfig
+from mmfuse_cli.engine.fuser import Fuser
 from mmfuse_cli.io import write_image
-from mmfuse_cli.model import load_checkpoint
-from mmfuse_cli.operators import Degradation
-from mmfuse_cli.weights import resolve_checkpoint
+from mmfuse_cli.model.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 DEG_A = Degradation(blur=1.5, scale=2, noise=0.05)
@@ -55,8 +56,12 @@ def cpu_description() -> str:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    model = next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?"
+    )
+    flags = set(
+        next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    )
     vector = next((name for name in ("avx512f", "avx2", "avx", "sse4_2") if name in flags), "none")
     return f"{model}, {vector}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
 
@@ -121,7 +126,18 @@ def end_to_end(n: int, size: tuple[int, int], extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         a_dir, b_dir = make_folder(root, n, size)
-        flags = ["--a-blur", "1.5", "--a-scale", "2", "--a-noise", "0.05", "--b-blur", "1.5", "--b-noise", "0.05"]
+        flags = [
+            "--a-blur",
+            "1.5",
+            "--a-scale",
+            "2",
+            "--a-noise",
+            "0.05",
+            "--b-blur",
+            "1.5",
+            "--b-noise",
+            "0.05",
+        ]
         # VmHWM (this process's own peak RSS); getrusage's ru_maxrss would include the parent's peak, which
         # Linux carries across fork + exec.
         probe = (
@@ -130,24 +146,45 @@ def end_to_end(n: int, size: tuple[int, int], extra: list[str]) -> dict:
             "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
             "print('ELAPSED', time.perf_counter() - t, hwm, file=sys.stderr)"
         )
-        cmd = [sys.executable, "-c", probe, "run", str(a_dir), str(b_dir), "-o", str(root / "out"), "-q", *flags, *extra]
+        cmd = [
+            sys.executable,
+            "-c",
+            probe,
+            "run",
+            str(a_dir),
+            str(b_dir),
+            "-o",
+            str(root / "out"),
+            "-q",
+            *flags,
+            *extra,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = [x for x in proc.stderr.splitlines() if x.startswith("ELAPSED")]
         if proc.returncode != 0 or not line:
             raise RuntimeError(f"mmfuse run failed: {proc.stderr[-2000:]}")
         _, elapsed, rss_kb = line[-1].split()
-        return {"pairs": n, "seconds": float(elapsed), "pairs_per_s": n / float(elapsed), "peak_rss_mb": int(rss_kb) / 1024}
+        return {
+            "pairs": n,
+            "seconds": float(elapsed),
+            "pairs_per_s": n / float(elapsed),
+            "peak_rss_mb": int(rss_kb) / 1024,
+        }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", default=None, help="checkpoint NAME or PATH (default: bundled ivif)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--tag", default="", help="suffix of the output file name (keeps an earlier run of the day)")
+    parser.add_argument(
+        "--tag", default="", help="suffix of the output file name (keeps an earlier run of the day)"
+    )
     parser.add_argument("--rss-pairs", default=None, help="run lengths for the RSS check, e.g. 100,2000")
     parser.add_argument("--skip-model", action="store_true", help="only the end-to-end and RSS parts")
     parser.add_argument(
@@ -187,14 +224,27 @@ def main() -> None:
     print(json.dumps(info))
 
     def factory(steps: int, layout: str = args.layout, flip_ensemble: bool = False) -> Fuser:
-        fuser = Fuser(model, device, steps=steps, precision=args.precision, flip_ensemble=flip_ensemble)
+        fuser = Fuser(
+            model,
+            FuseConfig(
+                device=str(device), steps=steps, precision=args.precision, flip_ensemble=flip_ensemble
+            ),
+        )
         if layout == "nchw":
             fuser.model.net.to(memory_format=torch.contiguous_format)  # undo Fuser's NHWC, to compare
         return fuser
 
     if args.compare_layouts:
-        variants = {"nchw": lambda steps: factory(steps, "nchw"), "nhwc": lambda steps: factory(steps, "nhwc")}
-        compare_alternated("NCHW weights vs NHWC (channels_last, Fuser's default)", variants, args.compare_layouts, args.repeats)
+        variants = {
+            "nchw": lambda steps: factory(steps, "nchw"),
+            "nhwc": lambda steps: factory(steps, "nhwc"),
+        }
+        compare_alternated(
+            "NCHW weights vs NHWC (channels_last, Fuser's default)",
+            variants,
+            args.compare_layouts,
+            args.repeats,
+        )
         return
     if args.compare_flips:
         variants = {"flip-ensemble": lambda steps: factory(steps, flip_ensemble=True), "plain": factory}
@@ -219,11 +269,22 @@ def main() -> None:
     if args.rss_pairs:
         n_small, n_large = (int(x) for x in args.rss_pairs.split(","))
     if args.skip_model:
-        table.append({"size": "640x480", "steps": 3, "batch": 1, "pairs_per_s": model_only(factory, (480, 640), 3, 1, args.repeats)})
-    model_pps = next(r["pairs_per_s"] for r in table if r["size"] == "640x480" and r["steps"] == 3 and r["batch"] == 1)
+        table.append(
+            {
+                "size": "640x480",
+                "steps": 3,
+                "batch": 1,
+                "pairs_per_s": model_only(factory, (480, 640), 3, 1, args.repeats),
+            }
+        )
+    model_pps = next(
+        r["pairs_per_s"] for r in table if r["size"] == "640x480" and r["steps"] == 3 and r["batch"] == 1
+    )
     e2e = end_to_end(n_small, (480, 640), [])
     efficiency = e2e["pairs_per_s"] / model_pps
-    print(f"  {n_small} pairs: {e2e['pairs_per_s']:.2f} pairs/s end to end, model only {model_pps:.2f} -> efficiency {efficiency:.2f}")
+    print(
+        f"  {n_small} pairs: {e2e['pairs_per_s']:.2f} pairs/s end to end, model only {model_pps:.2f} -> efficiency {efficiency:.2f}"
+    )
 
     print("\npeak RSS vs run length (small 160x128 pairs, so that 1000 pairs stay quick)")
     rss = [end_to_end(n, (128, 160), []) for n in (n_small, n_large)]

@@ -19,22 +19,21 @@ over pairs of the per-pair PSNR). Centre crops (``--crop``) keep it to about a m
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import DATA, SCENARIOS, observe, pseudo_inverse
+from mmfuse_cli.training.config import TrainConfig
+from mmfuse_cli.training.data import load_pairs, split_pairs, training_folders
+from mmfuse_cli.training.state import model_from_state
+from mmfuse_cli.weights.resolve import resolve_checkpoint
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from quality import SCENARIOS, observe, pseudo_inverse  # noqa: E402
-
-from mmfuse_cli.fuse import Fuser  # noqa: E402
-from mmfuse_cli.metrics.pixel import psnr_reference as psnr  # noqa: E402
-from mmfuse_cli.model import FusionModel, load_checkpoint  # noqa: E402
-from mmfuse_cli.train import TrainConfig, load_pairs, model_from_state, split_pairs, training_folders  # noqa: E402
-from mmfuse_cli.weights import resolve_checkpoint  # noqa: E402
+from mmfuse_cli.engine.config import FuseConfig
+from mmfuse_cli.engine.fuser import Fuser
+from mmfuse_cli.metrics.pixel import psnr_reference as psnr
+from mmfuse_cli.model.checkpoint import load_checkpoint
+from mmfuse_cli.model.network import FusionModel
 
 
 def load_model(spec: str, task: str) -> FusionModel:
@@ -52,19 +51,25 @@ def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("models", nargs="+", help="checkpoint NAME/PATH or training state.safetensors")
     parser.add_argument("--task", choices=["ivif", "mif"], required=True)
-    parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
+    parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--pairs", type=int, default=6, help="validation pairs, evenly spaced")
     parser.add_argument("--crop", type=int, default=256, help="centre crop side in pixels")
     parser.add_argument("--scenarios", default="noise,blur,composite")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--only", default="", help="keep validation pairs whose key (a_dir/stem) contains this, e.g. mri_pet/train/pet"
+        "--only",
+        default="",
+        help="keep validation pairs whose key (a_dir/stem) contains this, e.g. mri_pet/train/pet",
     )
     parser.add_argument(
-        "--flip-ensemble", action="store_true", help="add a column per model run with --flip-ensemble (4x the time)"
+        "--flip-ensemble",
+        action="store_true",
+        help="add a column per model run with --flip-ensemble (4x the time)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -80,11 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     fusers = [Fuser(model) for model in models]
     names = [Path(m).parent.name + "/" + Path(m).name if Path(m).exists() else m for m in args.models]
     if args.flip_ensemble:  # the same loaded models, driven through the ensemble
-        fusers += [Fuser(model, flip_ensemble=True) for model in models]
+        fusers += [Fuser(model, FuseConfig(flip_ensemble=True)) for model in models]
         names += [f"{name} flip-ensemble" for name in names]
 
     only = f" whose key contains {args.only!r}" if args.only else ""
-    print(f"{len(val)} validation pairs of {args.task}{only}, centre crops <= {args.crop} px, 8-bit observations\n")
+    print(
+        f"{len(val)} validation pairs of {args.task}{only}, centre crops <= {args.crop} px, 8-bit observations\n"
+    )
     header = "| scenario | source | start (dB) | " + " | ".join(f"{n} gain" for n in names) + " |"
     print(header)
     print("|" + " --- |" * (3 + len(names)))
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             start["a"].append(sa)
             start["b"].append(sb)
             for fuser, gain in zip(fusers, gains):
-                out = fuser.fuse(ya, yb, da, db, bits=(8, 8))
+                out = fuser.fuse(ya, yb, da, db)
                 gain["a"].append(psnr(out.a, ca) - sa)
                 gain["b"].append(psnr(out.b, cb) - sb)
         for side in ("a", "b"):

@@ -8,18 +8,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mmfuse_cli.fuse import Fuser
+from mmfuse_cli.engine.config import FuseConfig
+from mmfuse_cli.engine.fuser import Fuser
 from mmfuse_cli.io import read_image, to_gray, write_image
 from mmfuse_cli.metrics import compute_metrics
-from mmfuse_cli.model import load_checkpoint
-from mmfuse_cli.operators import Degradation
-from mmfuse_cli.weights import resolve_checkpoint
+from mmfuse_cli.model.checkpoint import load_checkpoint
+from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.weights.resolve import resolve_checkpoint
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else "demo")
 
 # The default IVIF checkpoint ships inside the package (verified by sha256 before loading).
 model = load_checkpoint(resolve_checkpoint(None, task="ivif"))
-fuser = Fuser(model, device="cpu")  # steps=3, fp32 on CPU; Fuser(..., tile=512) for very large images
+fuser = Fuser(model, FuseConfig(device="cpu"))  # steps=3, fp32 on CPU; FuseConfig(tile=512) for very large images
 
 ir = read_image(work / "degraded/ir/astronaut.png").pixels  # float32 [0, 1], 128x160 (x2 low-res)
 vi = read_image(work / "degraded/vi/astronaut.png").pixels  # float32 [0, 1], 256x320x3

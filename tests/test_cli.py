@@ -12,8 +12,10 @@ def test_importing_the_cli_does_not_import_torch():
 
 def test_degradation_is_usable_without_torch_and_builds_its_operator_on_demand():
     code = (
-        "import sys; from mmfuse_cli.degradation import Degradation; d = Degradation(blur=1.5, scale=2);"
-        "assert 'torch' not in sys.modules; op = d.operator(); print(type(op).__name__)"
+        "import sys; from mmfuse_cli.degradation.spec import Degradation; d = Degradation(blur=1.5, scale=2);"
+        "from mmfuse_cli.degradation.resolve import SourceRequest; SourceRequest(d);"
+        "assert 'torch' not in sys.modules;"
+        "from mmfuse_cli.degradation.operators import build_operator; op = build_operator(d); print(type(op).__name__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "Composite"

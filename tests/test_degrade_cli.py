@@ -9,8 +9,8 @@ from conftest import astronaut, camera
 from typer.testing import CliRunner
 
 from mmfuse_cli.cli import app
+from mmfuse_cli.degradation.sidecar import read_sidecar
 from mmfuse_cli.io import read_image, write_image
-from mmfuse_cli.sidecar import read_sidecar
 
 runner = CliRunner()
 
@@ -141,7 +141,7 @@ def test_inputs_stored_as_pixel_blocks_get_a_note_naming_the_run_flag(clean, tmp
 
 
 def test_pixel_grid_detection_is_exact_and_ignores_flat_images():
-    from mmfuse_cli.pixel_grid import detect_pixel_grid
+    from mmfuse_cli.degradation.grid import detect_pixel_grid
 
     low = (camera(20, 24) * 255).astype(np.uint8)
     assert detect_pixel_grid(np.kron(low, np.ones((2, 2), np.uint8))) == 2
@@ -156,7 +156,7 @@ def test_pixel_grid_detection_is_exact_and_ignores_flat_images():
 
 
 def test_a_grid_claim_is_judged_by_block_spreads_and_survives_jpeg(tmp_path):
-    from mmfuse_cli.pixel_grid import grid_claim_holds
+    from mmfuse_cli.degradation.grid import grid_claim_holds
 
     blocky = np.repeat(np.repeat(camera(48, 48), 2, 0), 2, 1)
     write_image(tmp_path / "blocky.jpg", blocky, 8)

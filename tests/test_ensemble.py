@@ -4,12 +4,13 @@ import numpy as np
 import torch
 from conftest import astronaut, camera
 
-from mmfuse_cli.ensemble import FlipEnsemble
-from mmfuse_cli.fuse import Fuser
-from mmfuse_cli.model import load_checkpoint
-from mmfuse_cli.operators import Degradation
-from mmfuse_cli.sampler import DenoiserInputs
-from mmfuse_cli.weights import resolve_checkpoint
+from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.engine.config import FuseConfig
+from mmfuse_cli.engine.fuser import Fuser
+from mmfuse_cli.model.checkpoint import load_checkpoint
+from mmfuse_cli.sampling.ensemble import FlipEnsemble
+from mmfuse_cli.sampling.sampler import DenoiserInputs
+from mmfuse_cli.weights.resolve import resolve_checkpoint
 
 
 class RampDenoiser(torch.nn.Module):
@@ -70,4 +71,4 @@ def test_flip_ensemble_makes_fusion_commute_with_mirroring():
         return float(np.abs(mirrored.fused[:, ::-1] - out.fused).max())
 
     assert mirror_gap(Fuser(model)) > 1e-3
-    assert mirror_gap(Fuser(model, flip_ensemble=True)) < 1e-4
+    assert mirror_gap(Fuser(model, FuseConfig(flip_ensemble=True))) < 1e-4

@@ -11,8 +11,8 @@ import pytest
 from conftest import astronaut, camera
 from typer.testing import CliRunner
 
+from mmfuse_cli.batch.evaluate import EvalJob, evaluate_folders, match_folders, mean_row, result_row
 from mmfuse_cli.cli import app
-from mmfuse_cli.evaluate import EvalJob, evaluate_folders, match_folders, mean_row, result_row
 from mmfuse_cli.io import read_image, to_gray, write_image
 from mmfuse_cli.metrics import CLEAN, DEFAULT, compute_metrics
 

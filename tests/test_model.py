@@ -4,9 +4,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mmfuse_cli.model import CheckpointError, FusionModel, ModelConfig, load_checkpoint, save_checkpoint
-from mmfuse_cli.operators import Degradation
-from mmfuse_cli.sampler import DenoiserInputs, Observation, ObservationBatch, sample
+from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mmfuse_cli.model.network import FusionModel, ModelConfig
+from mmfuse_cli.sampling.observation import Observation, ObservationBatch
+from mmfuse_cli.sampling.sampler import DenoiserInputs, sample
 
 
 def _inputs(n, h, w):
@@ -39,7 +41,7 @@ def test_checkpoint_round_trip_builds_the_network_from_the_file_alone(tmp_path):
     assert loaded.config == config
     assert loaded.metadata["task"] == "mif" and json.loads(loaded.metadata["seed"]) == 3
     y = torch.rand(1, 1, 20, 20)
-    obs = ObservationBatch(Observation(y, Degradation(noise=0.05)))
+    obs = ObservationBatch(Observation(y, Degradation(bits=0, noise=0.05)))
     with torch.no_grad():
         a = sample(model.net, obs, obs, model.sampler)
         b = sample(loaded.net, obs, obs, loaded.sampler)
@@ -65,7 +67,7 @@ def test_foreign_or_broken_files_are_rejected(tmp_path):
     path = save_checkpoint(model, tmp_path / "m.safetensors")
     tensors = {k: v for k, v in model.state_dict().items()}
     tensors["net.head.bias"] = torch.full_like(tensors["net.head.bias"], float("nan"))
-    from mmfuse_cli.model import read_checkpoint_metadata
+    from mmfuse_cli.model.checkpoint import read_checkpoint_metadata
 
     save_file(tensors, str(tmp_path / "nan.safetensors"), metadata=read_checkpoint_metadata(path))
     with pytest.raises(CheckpointError, match="NaN"):

@@ -16,16 +16,17 @@ import pytest
 import torch
 from conftest import camera
 
-from mmfuse_cli.operators import (
+from mmfuse_cli.degradation.grid import project_to_grid
+from mmfuse_cli.degradation.operators import (
     Composite,
-    Degradation,
     Downsample,
     GaussianBlur,
     Identity,
-    degrade_tensor,
+    build_operator,
     from_spec,
-    project_to_grid,
 )
+from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.degradation.synth import degrade_tensor
 
 OPERATORS = [
     Identity(),
@@ -134,10 +135,10 @@ def test_degradation_rejects_absurd_values(kwargs):
 
 
 def test_degradation_builds_the_minimal_operator():
-    assert isinstance(Degradation(noise=0.1).operator(), Identity)
-    assert isinstance(Degradation(blur=1.0).operator(), GaussianBlur)
-    assert isinstance(Degradation(scale=2).operator(), Downsample)
-    assert isinstance(Degradation(blur=1.0, scale=2).operator(), Composite)
+    assert isinstance(build_operator(Degradation(noise=0.1)), Identity)
+    assert isinstance(build_operator(Degradation(blur=1.0)), GaussianBlur)
+    assert isinstance(build_operator(Degradation(scale=2)), Downsample)
+    assert isinstance(build_operator(Degradation(blur=1.0, scale=2)), Composite)
     assert Degradation.from_dict(Degradation(1.5, 2, 0.05).as_dict()) == Degradation(1.5, 2, 0.05)
     with pytest.raises(ValueError, match="unknown"):
         Degradation.from_dict({"blur": 1, "gamma": 2})
@@ -162,7 +163,7 @@ def test_a_pixel_grid_round_trips_and_is_left_out_when_it_is_one():
     assert "grid" not in Degradation(blur=1.5).as_dict()  # sidecars written before the field stay identical
     assert on_grid.describe() == "blur 1.5 (2x2 pixel grid)"
     assert Degradation(grid=4).is_clean  # a grid is a property of the source, not a degradation
-    assert on_grid.operator().spec() == Degradation(blur=1.5).operator().spec()
+    assert build_operator(on_grid).spec() == build_operator(Degradation(blur=1.5)).spec()
     assert on_grid.conditioning() == Degradation(blur=1.5).conditioning()  # the network is not told
 
 

@@ -14,7 +14,8 @@ from conftest import astronaut, camera
 
 from mmfuse_cli.files import TEMP_SUFFIX
 from mmfuse_cli.io import read_image, write_image
-from mmfuse_cli.model import FusionModel, ModelConfig, save_checkpoint
+from mmfuse_cli.model.checkpoint import save_checkpoint
+from mmfuse_cli.model.network import FusionModel, ModelConfig
 
 CLI = [sys.executable, "-m", "mmfuse_cli"]
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,13 +11,16 @@ import torch
 from conftest import astronaut, camera
 from typer.testing import CliRunner
 
+from mmfuse_cli.batch.pipeline import RunOptions, run_pairs
 from mmfuse_cli.cli import app
-from mmfuse_cli.fuse import Fuser
+from mmfuse_cli.degradation.resolve import SourceRequest
+from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.engine.config import FuseConfig
+from mmfuse_cli.engine.fuser import Fuser
 from mmfuse_cli.io import read_image, rgb_to_ycbcr, to_gray, write_image
-from mmfuse_cli.model import FusionModel, ModelConfig, save_checkpoint
-from mmfuse_cli.operators import Degradation
+from mmfuse_cli.model.checkpoint import save_checkpoint
+from mmfuse_cli.model.network import FusionModel, ModelConfig
 from mmfuse_cli.pairing import pair_folders
-from mmfuse_cli.run import RunOptions, run_pairs
 
 runner = CliRunner()
 
@@ -103,7 +107,7 @@ def test_skip_existing_resumes(pairs, checkpoint, tmp_path):
 
 
 def test_non_finite_model_output_fails_the_pair_and_writes_nothing(pairs, checkpoint, tmp_path):
-    from mmfuse_cli.model import load_checkpoint
+    from mmfuse_cli.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint)
     with torch.no_grad():
@@ -117,20 +121,21 @@ def test_non_finite_model_output_fails_the_pair_and_writes_nothing(pairs, checkp
 
 
 def test_flags_override_and_tiles_match_whole_image(checkpoint, tmp_path):
-    from mmfuse_cli.model import load_checkpoint
+    from mmfuse_cli.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint)
     x = camera(128, 160)
     deg = Degradation(blur=1.0, noise=0.02)
     whole = Fuser(model).fuse(x, x[::-1].copy(), deg, deg)
-    tiled = Fuser(model, tile=64, overlap=16).fuse(x, x[::-1].copy(), deg, deg)
+    tiled = Fuser(model, FuseConfig(tile=64, overlap=16)).fuse(x, x[::-1].copy(), deg, deg)
     assert tiled.fused.shape == whole.fused.shape
     assert np.abs(tiled.fused - whole.fused).mean() < 0.01
 
 
 def test_fuser_runs_the_network_channels_last_with_the_values_of_the_plain_layout(checkpoint):
-    from mmfuse_cli.model import load_checkpoint
-    from mmfuse_cli.sampler import Observation, ObservationBatch, sample
+    from mmfuse_cli.model.checkpoint import load_checkpoint
+    from mmfuse_cli.sampling.observation import Observation, ObservationBatch
+    from mmfuse_cli.sampling.sampler import sample
 
     model = load_checkpoint(checkpoint)
     for block in model.net.down_blocks[0]:  # make the residual blocks do something measurable
@@ -141,7 +146,8 @@ def test_fuser_runs_the_network_channels_last_with_the_values_of_the_plain_layou
     ya, yb = (torch.from_numpy(v.copy())[None, None] for v in (x, x[::-1]))
     with torch.inference_mode():
         plain = sample(model.net, ObservationBatch(Observation(ya, deg)), ObservationBatch(Observation(yb, deg)), model.sampler)
-    fused = Fuser(model).fuse(x, x[::-1].copy(), deg, deg, bits=(0, 0))
+    exact = replace(deg, bits=0)
+    fused = Fuser(model).fuse(x, x[::-1].copy(), exact, exact)
     assert model.net.stem.weight.is_contiguous(memory_format=torch.channels_last)
     assert np.abs(plain.f[0, 0].clamp(0, 1).numpy() - plain.x1[0, 0].clamp(0, 1).numpy()).max() > 1e-3  # not trivial
     np.testing.assert_allclose(fused.fused, plain.f[0, 0].clamp(0, 1).numpy(), atol=1e-5)
@@ -186,16 +192,16 @@ def test_pairs_from_stdin_and_json_lines_through_a_real_shell(pairs, checkpoint,
 
 
 def _bit_depth_recording_fuser(checkpoint) -> tuple[Fuser, list]:
-    """A Fuser whose ``fuse_batch`` records the ``bits`` it is called with (in call order)."""
-    from mmfuse_cli.model import load_checkpoint
+    """A Fuser whose ``fuse_batch`` records the bit depths of the degradations it is called with (in call order)."""
+    from mmfuse_cli.model.checkpoint import load_checkpoint
 
     fuser = Fuser(load_checkpoint(checkpoint))
     seen: list = []
     original = fuser.fuse_batch
 
-    def recording(a_list, b_list, deg_a, deg_b, bits=(8, 8)):
-        seen.append(bits)
-        return original(a_list, b_list, deg_a, deg_b, bits)
+    def recording(a_list, b_list, deg_a, deg_b):
+        seen.append((deg_a.bits, deg_b.bits))
+        return original(a_list, b_list, deg_a, deg_b)
 
     fuser.fuse_batch = recording
     return fuser, seen
@@ -223,7 +229,7 @@ def test_input_bits_overrides_what_the_model_is_told(tmp_path, checkpoint):
     a, b = _folders(tmp_path, {"p": (8, 16)})
     fuser, seen = _bit_depth_recording_fuser(checkpoint)
     run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "o1"))
-    run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "o2", input_bits=0))
+    run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "o2", source_a=SourceRequest(bits=0), source_b=SourceRequest(bits=0)))
     assert seen == [(8, 16), (0, 0)]
     result = runner.invoke(app, ["run", str(a), str(b), "-o", str(tmp_path / "o3"), "--model", str(checkpoint), "--input-bits", "17"])
     assert result.exit_code == 2 and "--input-bits" in result.output
@@ -271,13 +277,13 @@ def test_a_source_stored_as_pixel_blocks_comes_back_as_blocks_with_the_grid_flag
 
 
 def test_tiles_keep_a_sources_pixel_grid(checkpoint):
-    from mmfuse_cli.model import load_checkpoint
+    from mmfuse_cli.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint)
     blocky = np.repeat(np.repeat(camera(70, 80), 2, 0), 2, 1)  # 140 x 160; odd tile and overlap sizes are rounded to the grid
     deg = Degradation(blur=1.0, noise=0.02, grid=2)
     whole = Fuser(model).fuse(blocky, blocky[::-1].copy(), deg, Degradation(blur=1.0, noise=0.02))
-    tiled = Fuser(model, tile=65, overlap=15).fuse(blocky, blocky[::-1].copy(), deg, Degradation(blur=1.0, noise=0.02))
+    tiled = Fuser(model, FuseConfig(tile=65, overlap=15)).fuse(blocky, blocky[::-1].copy(), deg, Degradation(blur=1.0, noise=0.02))
     assert _max_block_spread(whole.a[..., None]) < 1e-6 and _max_block_spread(tiled.a[..., None]) < 1e-6
     assert np.abs(tiled.a - whole.a).mean() < 0.01 and np.abs(tiled.fused - whole.fused).mean() < 0.01
 

@@ -4,15 +4,11 @@ import pytest
 import torch
 from conftest import camera
 
-from mmfuse_cli.operators import Degradation
-from mmfuse_cli.sampler import (
-    Observation,
-    ObservationBatch,
-    SamplerParameters,
-    ddnm_lambda,
-    joint_correction,
-    sample,
-)
+from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.sampling.correction import joint_correction
+from mmfuse_cli.sampling.observation import Observation, ObservationBatch
+from mmfuse_cli.sampling.sampler import sample
+from mmfuse_cli.sampling.schedule import SamplerParameters, ddnm_lambda
 
 
 class ZeroDenoiser:
@@ -39,7 +35,7 @@ class ShapeCheckingDenoiser(ZeroDenoiser):
 
 
 def _obs(x, deg, seed=0):
-    from mmfuse_cli.operators import degrade_tensor
+    from mmfuse_cli.degradation.synth import degrade_tensor
 
     return Observation(degrade_tensor(x, deg, torch.Generator().manual_seed(seed)), deg)
 
@@ -48,8 +44,8 @@ def test_with_lambda_one_the_fused_row_is_exactly_the_weighted_sources():
     x = torch.from_numpy(camera(32, 32))[None, None]
     z0 = torch.cat([x, x.flip(-1), torch.rand_like(x)], dim=1)
     m = torch.rand_like(x)
-    o1 = ObservationBatch(_obs(x, Degradation(blur=1.5, scale=2)))
-    o2 = ObservationBatch(_obs(x, Degradation(blur=1.0)))
+    o1 = ObservationBatch(_obs(x, Degradation(bits=0, blur=1.5, scale=2)))
+    o2 = ObservationBatch(_obs(x, Degradation(bits=0, blur=1.0)))
     one = torch.ones(1)
     out = joint_correction(z0, m, o1, o2, one, one)
     x1n, x2n, fn = out[:, 0:1], out[:, 1:2], out[:, 2:3]
@@ -61,7 +57,7 @@ def test_with_lambda_one_the_fused_row_is_exactly_the_weighted_sources():
 def test_identity_operators_zero_noise_zero_e_return_the_observations():
     y1 = torch.from_numpy(camera(24, 40))[None, None]
     y2 = y1.flip(-2)
-    clean = Degradation()
+    clean = Degradation(bits=0)
     params = SamplerParameters(3)
     for damping in ("learned", "ddnm", "none"):
         out = sample(ZeroDenoiser(0.3), ObservationBatch(Observation(y1, clean)), ObservationBatch(Observation(y2, clean)), params, damping=damping)
@@ -82,7 +78,7 @@ def test_steps_count_down_and_the_network_is_called_once_per_step():
     y = torch.rand(1, 1, 16, 16)
     den = ZeroDenoiser()
     params = SamplerParameters(3)
-    sample(den, ObservationBatch(Observation(y, Degradation())), ObservationBatch(Observation(y, Degradation())), params, steps=5)
+    sample(den, ObservationBatch(Observation(y, Degradation(bits=0))), ObservationBatch(Observation(y, Degradation(bits=0))), params, steps=5)
     assert [c[1] for c in den.calls] == [5, 4, 3, 2, 1]
 
 
@@ -91,8 +87,8 @@ def test_odd_sizes_are_padded_for_the_network_and_cropped_back():
     y2 = torch.rand(2, 1, 13, 11)
     out = sample(
         ShapeCheckingDenoiser(),
-        ObservationBatch(Observation(y1, Degradation(noise=0.05))),
-        ObservationBatch(Observation(y2, Degradation(blur=1.0))),
+        ObservationBatch(Observation(y1, Degradation(bits=0, noise=0.05))),
+        ObservationBatch(Observation(y2, Degradation(bits=0, blur=1.0))),
         SamplerParameters(3),
     )
     assert out.f.shape == (2, 1, 13, 11) and out.x1.shape == (2, 1, 13, 11)
@@ -100,8 +96,8 @@ def test_odd_sizes_are_padded_for_the_network_and_cropped_back():
 
 def test_a_batch_with_different_operators_per_sample_equals_separate_runs():
     base = torch.from_numpy(camera(32, 32))[None, None]
-    degs_a = [Degradation(blur=1.5, scale=2, noise=0.02), Degradation(noise=0.08), Degradation(scale=4)]
-    degs_b = [Degradation(blur=2.0), Degradation(), Degradation(blur=1.0, noise=0.05)]
+    degs_a = [Degradation(bits=0, blur=1.5, scale=2, noise=0.02), Degradation(bits=0, noise=0.08), Degradation(bits=0, scale=4)]
+    degs_b = [Degradation(bits=0, blur=2.0), Degradation(bits=0), Degradation(bits=0, blur=1.0, noise=0.05)]
     obs_a = [_obs(base, d, i) for i, d in enumerate(degs_a)]
     obs_b = [_obs(base.flip(-1), d, 10 + i) for i, d in enumerate(degs_b)]
     params = SamplerParameters(3)
@@ -116,8 +112,8 @@ def test_sources_must_map_to_the_same_grid():
     with pytest.raises(ValueError, match="same output grid"):
         sample(
             ZeroDenoiser(),
-            ObservationBatch(Observation(torch.rand(1, 1, 8, 8), Degradation(scale=2))),
-            ObservationBatch(Observation(torch.rand(1, 1, 8, 8), Degradation())),
+            ObservationBatch(Observation(torch.rand(1, 1, 8, 8), Degradation(bits=0, scale=2))),
+            ObservationBatch(Observation(torch.rand(1, 1, 8, 8), Degradation(bits=0))),
             SamplerParameters(3),
         )
 
@@ -154,12 +150,12 @@ def test_learned_damping_is_noise_aware_and_schedule_interpolates():
 
 def test_observations_know_their_rounding_noise():
     y = torch.zeros(1, 1, 4, 4)
-    assert Observation(y, Degradation(), 8).quantisation == 1.0
-    assert Observation(y, Degradation(), 16).quantisation == pytest.approx(255 / 65535)
-    assert Observation(y, Degradation()).quantisation == 0.0
+    assert Observation(y, Degradation(bits=8)).quantisation == 1.0
+    assert Observation(y, Degradation(bits=16)).quantisation == pytest.approx(255 / 65535)
+    assert Observation(y, Degradation(bits=0)).quantisation == 0.0
     # 8-bit rounding: uniform error over one step of 1/255, std = step / sqrt(12)
-    assert Observation(y, Degradation(), 8).quantisation_std == pytest.approx(1 / (255 * 12**0.5))
-    batch = ObservationBatch([Observation(y, Degradation(noise=0.03), 8), Observation(y, Degradation(noise=0.03))])
+    assert Observation(y, Degradation(bits=8)).quantisation_std == pytest.approx(1 / (255 * 12**0.5))
+    batch = ObservationBatch([Observation(y, Degradation(bits=8, noise=0.03)), Observation(y, Degradation(bits=0, noise=0.03))])
     assert batch.quantisation(2, "cpu").tolist() == [1.0, 0.0]
     expected = [(0.03**2 + 1 / (255**2 * 12)) ** 0.5, 0.03]
     assert batch.total_noise(2, "cpu").tolist() == pytest.approx(expected, rel=1e-6)
@@ -193,7 +189,7 @@ def test_the_denoiser_sees_each_sources_quantisation():
             return super().__call__(z, inputs)
 
     y = torch.from_numpy(camera(16, 16))[None, None]
-    sample(Recorder(), ObservationBatch(Observation(y, Degradation(), 8)), ObservationBatch(Observation(y, Degradation(), 16)), SamplerParameters(2))
+    sample(Recorder(), ObservationBatch(Observation(y, Degradation(bits=8))), ObservationBatch(Observation(y, Degradation(bits=16))), SamplerParameters(2))
     assert len(seen) == 2 and seen[0][0].tolist() == pytest.approx([1.0, 255 / 65535])
 
 
@@ -211,8 +207,8 @@ class FixedRandomDenoiser:
 
 def test_exact_final_fusion_makes_the_fused_image_the_weighted_restored_sources():
     x = torch.from_numpy(camera(32, 32))[None, None]
-    o1 = ObservationBatch(_obs(x, Degradation(noise=0.05), 1))  # noisy: the damping keeps lam far below 1
-    o2 = ObservationBatch(_obs(x.flip(-1), Degradation(blur=1.5, noise=0.05), 2))
+    o1 = ObservationBatch(_obs(x, Degradation(bits=0, noise=0.05), 1))  # noisy: the damping keeps lam far below 1
+    o2 = ObservationBatch(_obs(x.flip(-1), Degradation(bits=0, blur=1.5, noise=0.05), 2))
     damped = sample(FixedRandomDenoiser(), o1, o2, SamplerParameters(3))
     exact = sample(FixedRandomDenoiser(), o1, o2, SamplerParameters(3, exact_final_fusion=True))
     # the restored sources and the weight map do not change, only the fused row
@@ -227,13 +223,13 @@ def test_a_known_pixel_grid_is_imposed_on_the_last_steps_result_only():
     without the grid, and the fused row still equals the weighted restored sources."""
     from dataclasses import replace
 
-    from mmfuse_cli.operators import project_to_grid
+    from mmfuse_cli.degradation.grid import project_to_grid
 
     x = torch.from_numpy(camera(32, 48))[None, None]
     blocky = project_to_grid(x, 2)
-    plain_deg, grid_deg = Degradation(blur=1.5, noise=0.02), Degradation(blur=1.5, noise=0.02, grid=2)
+    plain_deg, grid_deg = Degradation(bits=0, blur=1.5, noise=0.02), Degradation(bits=0, blur=1.5, noise=0.02, grid=2)
     y1 = _obs(blocky, plain_deg, 1).y
-    o2 = ObservationBatch(_obs(x.flip(-1), Degradation(blur=1.0), 2))
+    o2 = ObservationBatch(_obs(x.flip(-1), Degradation(bits=0, blur=1.0), 2))
     params = SamplerParameters(3, exact_final_fusion=True)
     plain = sample(FixedRandomDenoiser(), ObservationBatch(Observation(y1, plain_deg)), o2, params)
     on_grid = sample(FixedRandomDenoiser(), ObservationBatch(Observation(y1, grid_deg)), o2, params)

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from mmfuse_cli.operators import Degradation
-from mmfuse_cli.sidecar import SIDECAR_NAME, Sidecar, SidecarError, read_sidecar, write_sidecar
+from mmfuse_cli.degradation.sidecar import SIDECAR_NAME, Sidecar, SidecarError, read_sidecar, write_sidecar
+from mmfuse_cli.degradation.spec import Degradation
 
 
 def _write(tmp_path, data):

@@ -9,18 +9,13 @@ import torch
 from conftest import smooth_scene
 from safetensors.torch import load_file
 
+from mmfuse_cli.degradation.draws import random_degradation
 from mmfuse_cli.io import write_image
-from mmfuse_cli.model import load_checkpoint, save_checkpoint
-from mmfuse_cli.train import (
-    PairImages,
-    TrainConfig,
-    fill_architecture,
-    fusion_loss,
-    random_crops,
-    random_degradation,
-    ssim_torch,
-    train,
-)
+from mmfuse_cli.model.checkpoint import load_checkpoint, save_checkpoint
+from mmfuse_cli.training.config import TrainConfig, fill_architecture
+from mmfuse_cli.training.data import PairImages, random_crops
+from mmfuse_cli.training.loop import train
+from mmfuse_cli.training.losses import fusion_loss, ssim_torch
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +33,19 @@ def data_root(tmp_path_factory):
 def _cfg(root, out, steps, pause_at=None):
     return TrainConfig(
         pause_at=pause_at,
-        task="ivif", data=str(root), out_dir=str(out), steps=steps, batch=2, crop=32, base_channels=4, levels=2,
-        val_every=2, checkpoint_every=2, val_fraction=0.2, seed=5, threads=1,
+        task="ivif",
+        data=str(root),
+        out_dir=str(out),
+        steps=steps,
+        batch=2,
+        crop=32,
+        base_channels=4,
+        levels=2,
+        val_every=2,
+        checkpoint_every=2,
+        val_fraction=0.2,
+        seed=5,
+        threads=1,
     )
 
 
@@ -67,10 +73,10 @@ def test_init_from_grows_a_checkpoint_without_changing_its_output_then_fine_tune
 
     import numpy as np
 
-    from mmfuse_cli.fuse import Fuser
-    from mmfuse_cli.model import FusionModel
-    from mmfuse_cli.operators import Degradation
-    from mmfuse_cli.train import initialise_from
+    from mmfuse_cli.degradation.spec import Degradation
+    from mmfuse_cli.engine.fuser import Fuser
+    from mmfuse_cli.model.network import FusionModel
+    from mmfuse_cli.training.state import initialise_from
 
     train(_cfg(data_root, tmp_path / "base", 4), log=lambda s: None)
     base_path = tmp_path / "base/model.safetensors"
@@ -87,9 +93,12 @@ def test_init_from_grows_a_checkpoint_without_changing_its_output_then_fine_tune
     # extra blocks at the deepest level only: the same function too, and the config says so
     deep = FusionModel(dataclasses.replace(base.config, bottom_blocks=2))
     copied, new = initialise_from(deep, base_path)
-    assert copied == len(base.state_dict()) and new == 2 * 6  # two blocks: conv1, conv2, film (weight + bias each)
+    # two blocks: conv1, conv2, film (weight + bias each)
+    assert copied == len(base.state_dict()) and new == 2 * 6
     assert len(deep.net.down_blocks[-1]) == base.config.blocks_per_level + 2
-    assert all(len(deep.net.down_blocks[i]) == base.config.blocks_per_level for i in range(base.config.levels - 1))
+    assert all(
+        len(deep.net.down_blocks[i]) == base.config.blocks_per_level for i in range(base.config.levels - 1)
+    )
     deeper = Fuser(deep.eval()).fuse(a, b, d, d)
     assert np.array_equal(before.fused, deeper.fused) and np.array_equal(before.a, deeper.a)
     save_checkpoint(deep, tmp_path / "deep.safetensors")
@@ -103,7 +112,9 @@ def test_init_from_grows_a_checkpoint_without_changing_its_output_then_fine_tune
         initialise_from(FusionModel(dataclasses.replace(base.config, task="mif")), base_path)
 
     # fine-tuning through train(): starts from the checkpoint, records it, and changes the new blocks
-    cfg = dataclasses.replace(_cfg(data_root, tmp_path / "ft", 2), blocks_per_level=3, init_from=str(base_path))
+    cfg = dataclasses.replace(
+        _cfg(data_root, tmp_path / "ft", 2), blocks_per_level=3, init_from=str(base_path)
+    )
     lines = []
     train(cfg, log=lines.append)
     assert any("initialised from" in line for line in lines)
@@ -115,7 +126,9 @@ def test_init_from_grows_a_checkpoint_without_changing_its_output_then_fine_tune
     assert float(new_conv.abs().sum()) > 0
 
     # resuming needs no architecture flags (taken from the state) and keeps the record of the start
-    resumed_cfg = dataclasses.replace(cfg, steps=3, base_channels=None, levels=None, blocks_per_level=None, init_from=None)
+    resumed_cfg = dataclasses.replace(
+        cfg, steps=3, base_channels=None, levels=None, blocks_per_level=None, init_from=None
+    )
     resumed_cfg.init_from_sha256 = None
     train(resumed_cfg, log=lambda s: None)
     resumed = load_checkpoint(tmp_path / "ft/model.safetensors")
@@ -197,12 +210,14 @@ def test_zoomed_crops_are_band_limited_enlargements_of_both_sources_alike():
     import numpy as np
 
     rng = np.random.default_rng(0)
-    noise = rng.random((96, 96)).astype(np.float32)  # white: about 70 % of its energy lies above 0.3 cycles/pixel
+    # white: about 70 % of its energy lies above 0.3 cycles/pixel
+    noise = rng.random((96, 96)).astype(np.float32)
     pairs = [PairImages("white", noise, 1.0 - noise)]
     plain, _ = random_crops(pairs, 16, 32, np.random.default_rng(1))
     a, b = random_crops(pairs, 16, 32, np.random.default_rng(1), zoom_fraction=1.0, max_zoom=2.5)
     assert _high_band_share(plain) > 0.2
-    assert _high_band_share(a) < 0.25 * _high_band_share(plain)  # enlarged x1.25-2.5: little left near Nyquist
+    # enlarged x1.25-2.5: little left near Nyquist
+    assert _high_band_share(a) < 0.25 * _high_band_share(plain)
     assert torch.allclose(a + b, torch.ones_like(a), atol=1e-6)  # one window, one zoom, one flip for both
     assert a.min() >= 0.0 and a.max() <= 1.0
 
@@ -226,7 +241,7 @@ def _kind(d) -> str:
 def test_kind_weights_set_how_often_each_degradation_kind_is_drawn():
     import numpy as np
 
-    from mmfuse_cli.train import DEGRADATION_KINDS, kind_probabilities
+    from mmfuse_cli.degradation.draws import DEGRADATION_KINDS, kind_probabilities
 
     rng = np.random.default_rng(1)
     kind_p = kind_probabilities({"blur": 3, "blur+noise": 2, "clean": 0})
@@ -234,7 +249,10 @@ def test_kind_weights_set_how_often_each_degradation_kind_is_drawn():
     share = {kind: draws.count(kind) / len(draws) for kind in DEGRADATION_KINDS}
     assert share["clean"] == 0
     assert abs(share["blur"] - 3 / 10) < 0.02 and abs(share["blur+noise"] - 2 / 10) < 0.02
-    assert all(abs(share[k] - 1 / 10) < 0.015 for k in DEGRADATION_KINDS if k not in ("clean", "blur", "blur+noise"))
+    assert all(
+        abs(share[k] - 1 / 10) < 0.015 for k in DEGRADATION_KINDS if k not in ("clean", "blur", "blur+noise")
+    )
+
     # No weights: exactly the draws every earlier run made (the implementation before kind weights, copied
     # here), so those runs still resume bit-identically.
     def legacy_draw(rng):
@@ -254,7 +272,7 @@ def test_bad_kind_weights_and_source_losses_are_refused_with_the_reason():
     from typer.testing import CliRunner
 
     from mmfuse_cli.cli import app
-    from mmfuse_cli.train import DEGRADATION_KINDS, parse_kind_weights
+    from mmfuse_cli.degradation.draws import DEGRADATION_KINDS, parse_kind_weights
 
     assert parse_kind_weights(["blur=3", " noise = 0.5"]) == {"blur": 3.0, "noise": 0.5}
     for bad, reason in (
@@ -324,9 +342,10 @@ def test_mif_ssim_weight_scales_only_the_structure_term():
 
 
 def test_exact_final_fusion_follows_the_starting_checkpoint_unless_given():
-    from mmfuse_cli.model import ModelConfig
+    from mmfuse_cli.model.network import ModelConfig
 
-    assert fill_architecture(TrainConfig(), None).exact_final_fusion is False  # from scratch: DESIGN.md as written
+    # from scratch: DESIGN.md as written
+    assert fill_architecture(TrainConfig(), None).exact_final_fusion is False
     exact = ModelConfig(exact_final_fusion=True)
     assert fill_architecture(TrainConfig(), exact).exact_final_fusion is True  # fine-tuning keeps it
     assert fill_architecture(TrainConfig(exact_final_fusion=False), exact).exact_final_fusion is False
@@ -366,10 +385,23 @@ def test_train_command_rejects_unmatched_folder_lists(tmp_path):
     from mmfuse_cli.cli import app
 
     (tmp_path / "a").mkdir()
-    result = CliRunner().invoke(app, ["train", "--task", "ivif", "--a", str(tmp_path / "a"), "-o", str(tmp_path / "r")])
+    result = CliRunner().invoke(
+        app, ["train", "--task", "ivif", "--a", str(tmp_path / "a"), "-o", str(tmp_path / "r")]
+    )
     assert result.exit_code == 2 and "one --b folder per --a folder" in result.output
     result = CliRunner().invoke(
-        app, ["train", "--task", "ivif", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "none"), "-o", str(tmp_path)]
+        app,
+        [
+            "train",
+            "--task",
+            "ivif",
+            "--a",
+            str(tmp_path / "a"),
+            "--b",
+            str(tmp_path / "none"),
+            "-o",
+            str(tmp_path),
+        ],
     )
     assert result.exit_code == 2 and "not a folder" in result.output
 
@@ -377,9 +409,11 @@ def test_train_command_rejects_unmatched_folder_lists(tmp_path):
 def test_small_sets_still_hold_out_one_validation_pair_and_a_single_pair_is_refused():
     import numpy as np
 
-    from mmfuse_cli.train import PairImages, split_pairs
+    from mmfuse_cli.training.data import PairImages, split_pairs
 
-    pairs = [PairImages(f"k{i}", np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32)) for i in range(4)]
+    pairs = [
+        PairImages(f"k{i}", np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32)) for i in range(4)
+    ]
     train_set, val = split_pairs(pairs, 0.1)
     assert [p.key for p in val] == ["k2"] and len(train_set) == 3
     big = [PairImages(f"k{i:02d}", pairs[0].a, pairs[0].b) for i in range(20)]
@@ -389,8 +423,8 @@ def test_small_sets_still_hold_out_one_validation_pair_and_a_single_pair_is_refu
 
 
 def test_observe_rounds_like_a_file_except_the_exact_fraction():
-    from mmfuse_cli.operators import Degradation
-    from mmfuse_cli.train import observe
+    from mmfuse_cli.degradation.spec import Degradation
+    from mmfuse_cli.training.data import observe
 
     clean = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     degs = [Degradation(blur=1.0)] * 8
@@ -410,12 +444,14 @@ def test_a_checkpoint_that_ignores_bit_depth_starts_an_aware_model_unchanged(dat
 
     import numpy as np
 
-    from mmfuse_cli.fuse import Fuser
-    from mmfuse_cli.model import FusionModel
-    from mmfuse_cli.operators import Degradation
-    from mmfuse_cli.train import initialise_from
+    from mmfuse_cli.degradation.spec import Degradation
+    from mmfuse_cli.engine.fuser import Fuser
+    from mmfuse_cli.model.network import FusionModel
+    from mmfuse_cli.training.state import initialise_from
 
-    old_cfg = dataclasses.replace(_cfg(data_root, tmp_path / "old", 2), quantisation_aware=False, observation_bits=0)
+    old_cfg = dataclasses.replace(
+        _cfg(data_root, tmp_path / "old", 2), quantisation_aware=False, observation_bits=0
+    )
     train(old_cfg, log=lambda s: None)
     old_path = tmp_path / "old/model.safetensors"
     old = load_checkpoint(old_path)
@@ -427,17 +463,18 @@ def test_a_checkpoint_that_ignores_bit_depth_starts_an_aware_model_unchanged(dat
     rng = np.random.default_rng(0)
     a, b = rng.random((40, 56), dtype=np.float32), rng.random((40, 56), dtype=np.float32)
     d = Degradation(blur=1.5)
-    before = Fuser(old).fuse(a, b, d, d, bits=(8, 8))
-    after = Fuser(aware).fuse(a, b, d, d, bits=(8, 8))
+    before = Fuser(old).fuse(a, b, d, d)
+    after = Fuser(aware).fuse(a, b, d, d)
     assert np.allclose(before.fused, after.fused, atol=1e-6) and np.allclose(before.a, after.a, atol=1e-6)
     # once the new terms are non-zero (as training makes them), 8-bit and 16-bit inputs are treated differently
     with torch.no_grad():
         aware.sampler.damp_w.fill_(2.0)
-    eight, sixteen = Fuser(aware).fuse(a, b, d, d, bits=(8, 8)), Fuser(aware).fuse(a, b, d, d, bits=(16, 16))
+    d16 = dataclasses.replace(d, bits=16)
+    eight, sixteen = Fuser(aware).fuse(a, b, d, d), Fuser(aware).fuse(a, b, d16, d16)
     assert float(np.abs(eight.a - sixteen.a).max()) > 1e-3
     # an aware checkpoint cannot go back into a model without the inputs
     aware_path = tmp_path / "aware.safetensors"
-    from mmfuse_cli.model import save_checkpoint
+    from mmfuse_cli.model.checkpoint import save_checkpoint
 
     save_checkpoint(aware, aware_path)
     with pytest.raises(ValueError, match="does not fit"):
@@ -445,7 +482,7 @@ def test_a_checkpoint_that_ignores_bit_depth_starts_an_aware_model_unchanged(dat
 
 
 def test_model_from_state_is_the_model_at_the_last_save(data_root, tmp_path):
-    from mmfuse_cli.train import model_from_state
+    from mmfuse_cli.training.state import model_from_state
 
     train(_cfg(data_root, tmp_path / "run", 2), log=lambda s: None)
     from_state = model_from_state(tmp_path / "run/state.safetensors")

@@ -21,9 +21,36 @@ from hubserver import FakeHub
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-from mmfuse_cli import weights as W
-from mmfuse_cli import weights_tool
 from mmfuse_cli.cli import app
+from mmfuse_cli.model.checkpoint import CHECKPOINT_FORMAT
+from mmfuse_cli.tasks import TASKS
+from mmfuse_cli.weights import tool as weights_tool
+from mmfuse_cli.weights.errors import (
+    ChecksumMismatchError,
+    DownloadError,
+    ManifestError,
+    NotDownloadedError,
+    NotRegisteredError,
+    UnknownCheckpointError,
+    WeightsError,
+)
+from mmfuse_cli.weights.manifest import (
+    ENV_USER_MANIFEST,
+    default_model_for,
+    get_entry,
+    list_entries,
+    load_manifest,
+    package_manifest_text,
+    parse_manifest,
+)
+from mmfuse_cli.weights.resolve import (
+    check_checkpoint_file,
+    describe_checkpoint_file,
+    fetch_entry,
+    pull,
+    resolve_checkpoint,
+    verify_entry,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO = "team/mmfuse-ckpts"
@@ -41,7 +68,7 @@ def make_checkpoint(
         "conv.weight": rng.standard_normal((4, 2, 3, 3)).astype(np.float32),
         "conv.bias": np.zeros(4, np.float32),
     }
-    metadata = {"format": W.CHECKPOINT_FORMAT, "task": task, "config": json.dumps({"width": 4, "seed": seed})}
+    metadata = {"format": CHECKPOINT_FORMAT, "task": task, "config": json.dumps({"width": 4, "seed": seed})}
     metadata.update(extra or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=metadata)
@@ -115,7 +142,7 @@ def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "HUGGINGFACE_HUB_CACHE",
         "HF_HUB_OFFLINE",
         "TRANSFORMERS_OFFLINE",
-        W.ENV_USER_MANIFEST,
+        ENV_USER_MANIFEST,
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -132,7 +159,7 @@ def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def no_package_entries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the user manifest's entries (independent of the bundled checkpoints' state)."""
-    monkeypatch.setattr(W, "package_manifest_text", lambda: "schema = 1\n")
+    monkeypatch.setattr("mmfuse_cli.weights.manifest.package_manifest_text", lambda: "schema = 1\n")
 
 
 @pytest.fixture
@@ -143,7 +170,7 @@ def user_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     def write(text: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        monkeypatch.setenv(W.ENV_USER_MANIFEST, str(path))
+        monkeypatch.setenv(ENV_USER_MANIFEST, str(path))
         return path
 
     return write
@@ -173,15 +200,15 @@ def ckpt_bytes(tmp_path: Path) -> bytes:
 
 
 def test_manifest_copies_are_identical():
-    shipped = W.package_manifest_text()
+    shipped = package_manifest_text()
     assert (REPO_ROOT / "weights.toml").read_text(encoding="utf-8") == shipped
     assert (REPO_ROOT / "src" / "mmfuse_cli" / "weights.toml").read_text(encoding="utf-8") == shipped
 
 
 def test_shipped_manifest_is_valid_with_bundled_defaults():
-    manifest = W.load_manifest(include_user=False)
-    for task in W.TASKS:
-        name = W.default_model_for(task, manifest)
+    manifest = load_manifest(include_user=False)
+    for task in TASKS:
+        name = default_model_for(task, manifest)
         entry = manifest.entries[name]
         assert entry.task == task
         assert entry.source == "bundled"
@@ -189,23 +216,23 @@ def test_shipped_manifest_is_valid_with_bundled_defaults():
 
 def test_bundled_checkpoints_present_and_verified():
     """What a fresh install must show: every bundled entry registered, present, verified (also via the CLI)."""
-    manifest = W.load_manifest(include_user=False)
+    manifest = load_manifest(include_user=False)
     bundled = [e for e in manifest.entries.values() if e.source == "bundled"]
     assert bundled
     hint = (
-        "run: python -m mmfuse_cli.weights_tool register src/mmfuse_cli/checkpoints/<name>.safetensors "
+        "run: python -m mmfuse_cli.weights.tool register src/mmfuse_cli/checkpoints/<name>.safetensors "
         "--name <name> --task <task> --default --license ... --description ..."
     )
     for entry in bundled:
         assert entry.registered, f"{entry.name} has no sha256 yet; {hint}"
-        path = W.fetch_entry(entry, offline=True)
-        W.check_checkpoint_file(path, entry.task)
+        path = fetch_entry(entry, offline=True)
+        check_checkpoint_file(path, entry.task)
     result = CliRunner().invoke(app, ["weights", "list", "--json", "-q"])
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())}
     for entry in bundled:
         assert rows[entry.name]["status"] == "present+verified"
-    for task in W.TASKS:
+    for task in TASKS:
         assert rows[manifest.defaults[task]]["default"] is True
 
 
@@ -255,8 +282,8 @@ GOOD_HUB = (
 )
 def test_invalid_user_manifest_names_the_file(text, fragment, user_manifest, no_package_entries):
     path = user_manifest(text)
-    with pytest.raises(W.ManifestError) as info:
-        W.load_manifest()
+    with pytest.raises(ManifestError) as info:
+        load_manifest()
     message = str(info.value)
     assert str(path) in message and fragment in message
     assert "\n" not in message
@@ -264,9 +291,9 @@ def test_invalid_user_manifest_names_the_file(text, fragment, user_manifest, no_
 
 
 def test_env_manifest_must_exist(tmp_path, monkeypatch):
-    monkeypatch.setenv(W.ENV_USER_MANIFEST, str(tmp_path / "nope.toml"))
-    with pytest.raises(W.ManifestError, match="does not exist"):
-        W.load_manifest()
+    monkeypatch.setenv(ENV_USER_MANIFEST, str(tmp_path / "nope.toml"))
+    with pytest.raises(ManifestError, match="does not exist"):
+        load_manifest()
 
 
 def test_user_manifest_adds_entries_and_overrides_defaults(tmp_path, user_manifest):
@@ -274,12 +301,12 @@ def test_user_manifest_adds_entries_and_overrides_defaults(tmp_path, user_manife
     user_manifest(
         local_entry("mine", Path("mine.safetensors"), ckpt.read_bytes()) + '[defaults]\nivif = "mine"\n'
     )
-    manifest = W.load_manifest()
-    assert W.default_model_for("ivif", manifest) == "mine"
+    manifest = load_manifest()
+    assert default_model_for("ivif", manifest) == "mine"
     assert "drfusion-mif-s" in manifest.entries  # the package entries are still there
     assert manifest.entries["mine"].path == str(ckpt)  # relative to the manifest's folder
-    assert W.resolve_checkpoint(None, task="ivif") == ckpt
-    assert W.resolve_checkpoint("mine") == ckpt
+    assert resolve_checkpoint(None, task="ivif") == ckpt
+    assert resolve_checkpoint("mine") == ckpt
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG config dir is the Linux location")
@@ -288,12 +315,12 @@ def test_user_manifest_in_config_dir(tmp_path, no_package_entries):
     config = tmp_path / "config" / "mmfuse" / "weights.toml"
     config.parent.mkdir(parents=True)
     config.write_text(local_entry("cfg", ckpt), encoding="utf-8")
-    assert [e.name for e in W.list_entries()] == ["cfg"]
+    assert [e.name for e in list_entries()] == ["cfg"]
 
 
 def test_unknown_name_is_a_usage_error(no_package_entries):
-    with pytest.raises(W.UnknownCheckpointError, match="unknown checkpoint 'nope'") as info:
-        W.resolve_checkpoint("nope")
+    with pytest.raises(UnknownCheckpointError, match="unknown checkpoint 'nope'") as info:
+        resolve_checkpoint("nope")
     assert info.value.exit_code == 2
 
 
@@ -302,28 +329,28 @@ def test_unknown_name_is_a_usage_error(no_package_entries):
 
 def test_path_is_returned_as_is(tmp_path):
     ckpt = make_checkpoint(tmp_path / "m.safetensors", task="mif")
-    assert W.resolve_checkpoint(str(ckpt)) == ckpt
-    assert W.resolve_checkpoint(ckpt, task="mif") == ckpt
-    with pytest.raises(W.WeightsError, match="'mif' checkpoint, not 'ivif'"):
-        W.resolve_checkpoint(ckpt, task="ivif")
-    with pytest.raises(W.WeightsError, match="no such checkpoint file"):
-        W.resolve_checkpoint(str(tmp_path / "missing.safetensors"))
+    assert resolve_checkpoint(str(ckpt)) == ckpt
+    assert resolve_checkpoint(ckpt, task="mif") == ckpt
+    with pytest.raises(WeightsError, match="'mif' checkpoint, not 'ivif'"):
+        resolve_checkpoint(ckpt, task="ivif")
+    with pytest.raises(WeightsError, match="no such checkpoint file"):
+        resolve_checkpoint(str(tmp_path / "missing.safetensors"))
     not_st = tmp_path / "x.safetensors"
     not_st.write_bytes(b"\x80\x04pickle")
-    with pytest.raises(W.WeightsError, match="not a readable safetensors file"):
-        W.resolve_checkpoint(not_st, task="ivif")
+    with pytest.raises(WeightsError, match="not a readable safetensors file"):
+        resolve_checkpoint(not_st, task="ivif")
 
 
 def test_tampered_local_file_is_refused(tmp_path, user_manifest, no_package_entries):
     ckpt = make_checkpoint(tmp_path / "m.safetensors")
     good = ckpt.read_bytes()
     user_manifest(local_entry("m", ckpt))
-    assert W.resolve_checkpoint("m") == ckpt
+    assert resolve_checkpoint("m") == ckpt
     tampered = bytearray(good)
     tampered[-1] ^= 0xFF
     ckpt.write_bytes(bytes(tampered))
-    with pytest.raises(W.ChecksumMismatchError) as info:
-        W.resolve_checkpoint("m")
+    with pytest.raises(ChecksumMismatchError) as info:
+        resolve_checkpoint("m")
     assert sha(good) in str(info.value) and sha(bytes(tampered)) in str(info.value)
     assert info.value.expected == sha(good)
 
@@ -333,16 +360,16 @@ def test_unregistered_entry_is_never_loaded(tmp_path, user_manifest, no_package_
     user_manifest(
         f'[[checkpoint]]\nname = "m"\ntask = "ivif"\nsource = "local"\npath = "{ckpt.as_posix()}"\nsha256 = ""\n'
     )
-    with pytest.raises(W.NotRegisteredError, match="no sha256"):
-        W.resolve_checkpoint("m")
-    assert W.verify_entry(W.get_entry("m")).state == "unregistered"
+    with pytest.raises(NotRegisteredError, match="no sha256"):
+        resolve_checkpoint("m")
+    assert verify_entry(get_entry("m")).state == "unregistered"
 
 
 def test_task_of_a_named_checkpoint_is_checked(tmp_path, user_manifest, no_package_entries):
     ckpt = make_checkpoint(tmp_path / "m.safetensors", task="mif")
     user_manifest(local_entry("m", ckpt, task="mif"))
-    with pytest.raises(W.WeightsError, match="is a 'mif' model, not 'ivif'"):
-        W.resolve_checkpoint("m", task="ivif")
+    with pytest.raises(WeightsError, match="is a 'mif' model, not 'ivif'"):
+        resolve_checkpoint("m", task="ivif")
 
 
 # --------------------------------------------------------------------------------------------------- hub downloads
@@ -353,18 +380,18 @@ def test_pull_then_cache_hit_makes_no_request(
 ):
     revision = hub.add(REPO, "model.safetensors", ckpt_bytes)
     user_manifest(hub_entry("team", revision, ckpt_bytes))
-    assert W.verify_entry(W.get_entry("team")).state == "not downloaded"
-    path = W.resolve_checkpoint("team", task="ivif", progress=False)
+    assert verify_entry(get_entry("team")).state == "not downloaded"
+    path = resolve_checkpoint("team", task="ivif", progress=False)
     assert path.read_bytes() == ckpt_bytes
     assert hermetic_env / "hf" / "hub" in path.parents  # the standard cache under HF_HOME
     assert f"snapshots/{revision}/model.safetensors" in path.as_posix()
     assert hub.count("GET") == 1, hub.requests
     hub.reset()
-    assert W.resolve_checkpoint("team", progress=False) == path
-    assert W.pull("team", progress=False) == path
+    assert resolve_checkpoint("team", progress=False) == path
+    assert pull("team", progress=False) == path
     assert hub.count() == 0
-    assert W.verify_entry(W.get_entry("team")).state == "verified"
-    assert W.pull("team", progress=False, force_download=True) == path  # --force downloads again
+    assert verify_entry(get_entry("team")).state == "verified"
+    assert pull("team", progress=False, force_download=True) == path  # --force downloads again
     assert hub.count("GET") == 1
 
 
@@ -372,10 +399,10 @@ def test_offline_uses_the_cache_without_any_request(plain_hub, ckpt_bytes, user_
                                                     monkeypatch):  # fmt: skip
     revision = plain_hub.add(REPO, "model.safetensors", ckpt_bytes)
     user_manifest(hub_entry("team", revision, ckpt_bytes))
-    path = W.pull("team", progress=False)
+    path = pull("team", progress=False)
     plain_hub.reset()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert W.resolve_checkpoint("team") == path
+    assert resolve_checkpoint("team") == path
     assert plain_hub.count() == 0
 
 
@@ -385,15 +412,15 @@ def test_offline_not_cached_says_how_to_fix(
     revision = plain_hub.add(REPO, "model.safetensors", ckpt_bytes)
     user_manifest(hub_entry("team", revision, ckpt_bytes))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(W.NotDownloadedError) as info:
-        W.resolve_checkpoint("team")
+    with pytest.raises(NotDownloadedError) as info:
+        resolve_checkpoint("team")
     message = str(info.value)
     assert "\n" not in message
     assert "mmfuse weights pull team" in message and "unset HF_HUB_OFFLINE" in message
     assert plain_hub.count() == 0
-    with pytest.raises(W.NotDownloadedError):  # explicit offline=True as well, even with the variable unset
+    with pytest.raises(NotDownloadedError):  # explicit offline=True as well, even with the variable unset
         monkeypatch.delenv("HF_HUB_OFFLINE")
-        W.resolve_checkpoint("team", offline=True)
+        resolve_checkpoint("team", offline=True)
     assert plain_hub.count() == 0
 
 
@@ -404,33 +431,31 @@ def test_tampered_download_is_deleted_and_refused(
     evil[-1] ^= 0xFF
     revision = hub.add(REPO, "model.safetensors", bytes(evil))  # the server serves other bytes than published
     user_manifest(hub_entry("team", revision, ckpt_bytes))
-    with pytest.raises(W.ChecksumMismatchError) as info:
-        W.resolve_checkpoint("team", progress=False)
+    with pytest.raises(ChecksumMismatchError) as info:
+        resolve_checkpoint("team", progress=False)
     message = str(info.value)
     assert f"expected {sha(ckpt_bytes)}" in message and f"got {sha(bytes(evil))}" in message
     assert "\n" not in message
     assert cache_files(hermetic_env / "hf" / "hub") == []
-    assert W.verify_entry(W.get_entry("team")).state == "not downloaded"
+    assert verify_entry(get_entry("team")).state == "not downloaded"
 
 
 def test_corrupt_cache_is_replaced_online_and_refused_offline(plain_hub, ckpt_bytes, user_manifest, no_package_entries,
                                                               monkeypatch):  # fmt: skip
     revision = plain_hub.add(REPO, "model.safetensors", ckpt_bytes)
     user_manifest(hub_entry("team", revision, ckpt_bytes))
-    path = W.pull("team", progress=False)
+    path = pull("team", progress=False)
     blob = path.resolve()
     blob.write_bytes(b"\0" * len(ckpt_bytes))  # bit rot / tampering in the cache
-    assert W.verify_entry(W.get_entry("team")).state == "CORRUPT"
+    assert verify_entry(get_entry("team")).state == "CORRUPT"
     plain_hub.reset()
-    assert (
-        W.resolve_checkpoint("team", progress=False).read_bytes() == ckpt_bytes
-    )  # deleted + downloaded again
+    assert resolve_checkpoint("team", progress=False).read_bytes() == ckpt_bytes  # deleted + downloaded again
     assert plain_hub.count("GET") == 1
-    W.pull("team", progress=False).resolve().write_bytes(b"\0" * len(ckpt_bytes))
+    pull("team", progress=False).resolve().write_bytes(b"\0" * len(ckpt_bytes))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(W.ChecksumMismatchError, match="deleted from the cache"):
-        W.resolve_checkpoint("team")
-    assert W.verify_entry(W.get_entry("team")).state == "not downloaded"
+    with pytest.raises(ChecksumMismatchError, match="deleted from the cache"):
+        resolve_checkpoint("team")
+    assert verify_entry(get_entry("team")).state == "not downloaded"
 
 
 @pytest.mark.parametrize(
@@ -443,8 +468,8 @@ def test_missing_on_server(where, fragment, hub, ckpt_bytes, user_manifest, no_p
         revision = "b" * 40
     repo = "team/nope" if where == "repo" else REPO
     user_manifest(hub_entry("team", revision, ckpt_bytes, repo=repo))
-    with pytest.raises(W.DownloadError) as info:
-        W.resolve_checkpoint("team", progress=False)
+    with pytest.raises(DownloadError) as info:
+        resolve_checkpoint("team", progress=False)
     assert fragment in str(info.value) and "\n" not in str(info.value)
     assert info.value.exit_code == 1
     if where == "file":
@@ -456,8 +481,8 @@ def test_server_down(ckpt_bytes, user_manifest, no_package_entries, monkeypatch,
         endpoint = dead.endpoint
     monkeypatch.setenv("HF_ENDPOINT", endpoint)  # port now closed: connection refused
     user_manifest(hub_entry("team", "c" * 40, ckpt_bytes))
-    with pytest.raises(W.DownloadError) as info:
-        W.resolve_checkpoint("team", progress=False)
+    with pytest.raises(DownloadError) as info:
+        resolve_checkpoint("team", progress=False)
     assert "unreachable" in str(info.value) and endpoint in str(info.value)
     assert "\n" not in str(info.value)
     assert cache_files(hermetic_env / "hf" / "hub") == []
@@ -469,8 +494,8 @@ def test_truncated_download_keeps_nothing(
 ):
     revision = hub.add(REPO, "model.safetensors", ckpt_bytes, fault=fault)
     user_manifest(hub_entry("team", revision, ckpt_bytes))
-    with pytest.raises(W.DownloadError, match="failed") as info:
-        W.resolve_checkpoint("team", progress=False)
+    with pytest.raises(DownloadError, match="failed") as info:
+        resolve_checkpoint("team", progress=False)
     assert "\n" not in str(info.value)
     assert cache_files(hermetic_env / "hf" / "hub") == []
     assert not list((hermetic_env / "hf" / "hub").rglob("*.incomplete"))
@@ -479,7 +504,7 @@ def test_truncated_download_keeps_nothing(
 def test_interrupted_download_resumes_and_verifies(hub, ckpt_bytes, user_manifest, no_package_entries):
     revision = hub.add(REPO, "model.safetensors", ckpt_bytes, fault="truncate_once")
     user_manifest(hub_entry("team", revision, ckpt_bytes))
-    assert W.resolve_checkpoint("team", progress=False).read_bytes() == ckpt_bytes
+    assert resolve_checkpoint("team", progress=False).read_bytes() == ckpt_bytes
     assert hub.count("GET") == 2  # the cut transfer, then a Range request for the rest
 
 
@@ -548,7 +573,7 @@ def test_cli_errors_and_exit_codes(plain_hub, ckpt_bytes, user_manifest, no_pack
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = invoke("pull", "gone")
     assert result.exit_code == 1 and "unset HF_HUB_OFFLINE" in result.stderr
-    monkeypatch.setenv(W.ENV_USER_MANIFEST, "/nonexistent/weights.toml")
+    monkeypatch.setenv(ENV_USER_MANIFEST, "/nonexistent/weights.toml")
     assert invoke("list").exit_code == 2
 
 
@@ -576,7 +601,7 @@ def test_register_tool_updates_both_manifests(tmp_path, capsys):
     top = (root / "weights.toml").read_text(encoding="utf-8")
     assert top == (root / "src" / "mmfuse_cli" / "weights.toml").read_text(encoding="utf-8")
     assert top.startswith("# mmfuse checkpoint manifest")  # the comment header is kept
-    manifest = W.parse_manifest(top, "weights.toml")
+    manifest = parse_manifest(top, "weights.toml")
     for task, name in names.items():
         entry = manifest.entries[name]
         data = (root / "src" / "mmfuse_cli" / "checkpoints" / f"{name}.safetensors").read_bytes()
@@ -626,22 +651,22 @@ def test_entry_tool_for_user_manifests(tmp_path, capsys, monkeypatch, plain_hub,
                               "ours", "--hub-repo", REPO, "--revision", revision, "--filename",
                               "ckpt/team.safetensors", "--manifest", str(user), "--default"])  # fmt: skip
     assert code == 0
-    monkeypatch.setenv(W.ENV_USER_MANIFEST, str(user))
-    assert W.default_model_for("mif") == "team"
-    assert W.resolve_checkpoint(None, task="mif", progress=False).read_bytes() == ckpt.read_bytes()
+    monkeypatch.setenv(ENV_USER_MANIFEST, str(user))
+    assert default_model_for("mif") == "team"
+    assert resolve_checkpoint(None, task="mif", progress=False).read_bytes() == ckpt.read_bytes()
     capsys.readouterr()
     assert (
         weights_tool.main(["entry", str(ckpt), "--name", "x", "--license", "MIT", "--description", "d"]) == 0
     )
     snippet = capsys.readouterr().out
-    assert W.parse_manifest(snippet, "<snippet>").entries["x"].sha256 == sha(ckpt.read_bytes())
+    assert parse_manifest(snippet, "<snippet>").entries["x"].sha256 == sha(ckpt.read_bytes())
 
 
 def test_checkpoint_metadata_is_read_without_unpickling(tmp_path):
     ckpt = make_checkpoint(tmp_path / "m.safetensors", task="mif", seed=4)
-    info = W.describe_checkpoint_file(ckpt)
+    info = describe_checkpoint_file(ckpt)
     assert info["task"] == "mif" and info["config"] == {"width": 4, "seed": 4}
     assert info["sha256"] == sha(ckpt.read_bytes()) and info["size"] == os.path.getsize(ckpt)
     bad = make_checkpoint(tmp_path / "b.safetensors", extra={"format": "pt"})
-    with pytest.raises(W.WeightsError, match="not an mmfuse checkpoint"):
-        W.check_checkpoint_file(bad)
+    with pytest.raises(WeightsError, match="not an mmfuse checkpoint"):
+        check_checkpoint_file(bad)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from mmfuse_cli.errors import InvalidValueError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a torch device.
 
     Raises:
-        ValueError: CUDA requested but not available, or an unknown name.
+        InvalidValueError: (field ``device``) CUDA requested but not available, or an unknown name.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -17,9 +19,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda requested but CUDA is not available on this machine")
+            raise InvalidValueError("device", f"{name} requested but CUDA is not available on this machine")
         return torch.device(name)
-    raise ValueError(f"unknown device {name!r} (use auto, cpu or cuda)")
+    raise InvalidValueError("device", f"unknown device {name!r} (use auto, cpu or cuda)")
 
 
 def describe_device(device: torch.device) -> str:

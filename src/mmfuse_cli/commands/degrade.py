@@ -6,16 +6,10 @@ from pathlib import Path
 
 import typer
 
-from mmfuse_cli.degradation import Degradation
+from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.pairing import list_images
-from mmfuse_cli.reporting import (
-    EXIT_USAGE,
-    RowSink,
-    exit_code,
-    progress_bar,
-    report_error,
-    stderr_console,
-)
+from mmfuse_cli.report.console import progress_bar, report_error, stderr_console
+from mmfuse_cli.report.rows import EXIT_USAGE, RowSink, exit_code
 
 
 def degrade(
@@ -31,7 +25,10 @@ def degrade(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Degrade every image: blur -> downsample -> noise -> clip; write same names + degradation.json."""
-    from mmfuse_cli.degrade import DegradeJob, degrade_folder  # torch: imported on use, keeps --help fast
+    from mmfuse_cli.batch.degrade import (  # torch: imported on use, keeps --help fast
+        DegradeJob,
+        degrade_folder,
+    )
 
     console = stderr_console(quiet)
     try:
@@ -76,8 +73,8 @@ def degrade(
 
 def _stored_pixel_grid(folder: Path, recursive: bool, sample: int = 8) -> tuple[int, int]:
     """(g, n): the pixel grid shared by the first ``n <= sample`` readable images of ``folder`` (1 if they differ)."""
+    from mmfuse_cli.degradation.grid import detect_pixel_grid
     from mmfuse_cli.io import ImageError, read_image
-    from mmfuse_cli.pixel_grid import detect_pixel_grid
 
     grids = []
     for path in list_images(folder, recursive)[:sample]:

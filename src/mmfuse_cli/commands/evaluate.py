@@ -10,21 +10,11 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from mmfuse_cli.evaluate import EvalJob, evaluate_folders, match_folders, mean_row, result_row
+from mmfuse_cli.batch.evaluate import EvalJob, evaluate_folders, match_folders, mean_row, result_row
 from mmfuse_cli.files import atomic_write_text
 from mmfuse_cli.metrics import REGISTRY, resolve_names
-from mmfuse_cli.reporting import (
-    EXIT_ITEMS_FAILED,
-    EXIT_USAGE,
-    RowSink,
-    exit_code,
-    json_line,
-    progress_bar,
-    report_error,
-    report_warning,
-    rows_to_csv,
-    stderr_console,
-)
+from mmfuse_cli.report.console import progress_bar, report_error, report_warning, stderr_console
+from mmfuse_cli.report.rows import EXIT_ITEMS_FAILED, EXIT_USAGE, RowSink, exit_code, json_line, rows_to_csv
 
 
 def evaluate(

@@ -8,31 +8,36 @@ from typing import Optional
 
 import typer
 
-from mmfuse_cli.degradation import MAX_GRID, Degradation
+from mmfuse_cli.commands._errors import flag_message
+from mmfuse_cli.degradation.resolve import SourceRequest
+from mmfuse_cli.degradation.spec import MAX_GRID
+from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.pairing import Pair, pair_folders, parse_pair_lines
-from mmfuse_cli.reporting import (
-    EXIT_ITEMS_FAILED,
-    EXIT_USAGE,
-    ItemResult,
-    RowSink,
-    exit_code,
-    progress_bar,
-    report_error,
-    report_warning,
-    stderr_console,
-)
-from mmfuse_cli.sidecar import SidecarError, find_sidecar
+from mmfuse_cli.report.console import progress_bar, report_error, report_warning, stderr_console
+from mmfuse_cli.report.rows import EXIT_ITEMS_FAILED, EXIT_USAGE, ItemResult, RowSink, exit_code
+from mmfuse_cli.tasks import TASKS
 
-TASKS = ("ivif", "mif")
+# library field -> the flag that sets it (FuseConfig, RunOptions)
+FLAGS = {
+    "steps": "--steps",
+    "precision": "--precision",
+    "tile": "--tile",
+    "device": "--device",
+    "out_format": "--format",
+    "bit_depth": "--bit-depth",
+    "batch": "--batch",
+    "bits": "--input-bits",
+}
 
 
-def _degradation(prefix: str, blur, noise, scale) -> Degradation | None:
-    if blur is None and noise is None and scale is None:
-        return None
+def _source(side: str, blur, noise, scale, grid, bits) -> SourceRequest:
+    """The user's statement about source ``side``; an out-of-range value is re-raised naming its flag
+    (``blur`` of source ``a`` is ``--a-blur``)."""
     try:
-        return Degradation(blur=blur or 0.0, scale=scale or 1, noise=noise or 0.0)
-    except ValueError as exc:
-        raise ValueError(f"--{prefix}-*: {exc}") from None
+        return SourceRequest.from_values(blur=blur, noise=noise, scale=scale, grid=grid, bits=bits)
+    except InvalidValueError as exc:
+        flag = FLAGS["bits"] if exc.field == "bits" else f"--{side}-{exc.field}"
+        raise InvalidValueError(flag, exc.problem) from None
 
 
 def run(
@@ -82,72 +87,59 @@ def run(
 ) -> None:
     """Restore and fuse every pair of A_DIR and B_DIR (or --pairs), writing OUT/<stem>.<format> and run.csv."""
     # torch and the model are imported here, not at module level, so `mmfuse --help` stays fast
-    from mmfuse_cli.device import resolve_device
-    from mmfuse_cli.fuse import Fuser
-    from mmfuse_cli.model import CheckpointError, load_checkpoint
-    from mmfuse_cli.run import OUTPUT_FORMATS, RunOptions, run_pairs
-    from mmfuse_cli.weights import WeightsError, resolve_checkpoint
+    from mmfuse_cli.batch.pipeline import RunOptions, make_resolver, run_pairs
+    from mmfuse_cli.degradation.resolve import ResolveError
+    from mmfuse_cli.engine.config import FuseConfig
+    from mmfuse_cli.engine.fuser import Fuser
+    from mmfuse_cli.model.checkpoint import CheckpointError, load_checkpoint
+    from mmfuse_cli.weights.errors import WeightsError
+    from mmfuse_cli.weights.resolve import resolve_checkpoint
 
     console = stderr_console(quiet)
     try:
         if task is not None and task not in TASKS:
-            raise ValueError(f"--task must be ivif or mif, got {task!r}")
-        if out_format.lower().lstrip(".") not in OUTPUT_FORMATS:
-            raise ValueError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {out_format!r}")
-        out_format = out_format.lower().lstrip(".")
-        if bit_depth not in (None, 8, 16):
-            raise ValueError(f"--bit-depth must be 8 or 16, got {bit_depth}")
-        if bit_depth == 16 and out_format in ("jpg", "bmp"):
-            raise ValueError(f"--format {out_format} cannot store 16-bit samples")
-        if batch < 1:
-            raise ValueError(f"--batch must be >= 1, got {batch}")
-        if input_bits is not None and not (0 <= input_bits <= 16):
-            raise ValueError(f"--input-bits must be 0 (exact) or a bit depth from 1 to 16, got {input_bits}")
-        if steps is not None and not (1 <= steps <= 50):
-            raise ValueError(f"--steps must be in [1, 50], got {steps}")
-        deg_a = _degradation("a", a_blur, a_noise, a_scale)
-        deg_b = _degradation("b", b_blur, b_noise, b_scale)
-        pairs, problems = _collect_pairs(a_dir, b_dir, pairs_file, recursive)
-        for folder, deg, side in ((a_dir, deg_a, "a"), (b_dir, deg_b, "b")):
-            if folder is not None and deg is None and find_sidecar(folder) is None:
-                report_warning(console, f"no degradation given for source {side} and no {folder}/degradation.json: assuming clean")
-        torch_device = resolve_device(device)
-        checkpoint = resolve_checkpoint(model, task=task or ("ivif" if model is None else None), progress=not quiet)
-        fusion_model = load_checkpoint(checkpoint, device=torch_device)
-        if task is not None and fusion_model.config.task != task:
-            raise ValueError(f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}")
-        fuser = Fuser(
-            fusion_model,
-            torch_device,
+            raise ValueError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+        options = RunOptions(
+            output_dir=output,
+            source_a=_source("a", a_blur, a_noise, a_scale, a_grid, input_bits),
+            source_b=_source("b", b_blur, b_noise, b_scale, b_grid, input_bits),
+            out_format=out_format,
+            bit_depth=bit_depth,
+            batch=batch,
+            save_sources=save_sources,
+            skip_existing=skip_existing,
+        )
+        config = FuseConfig(
+            device=device,
             steps=steps,
             precision=precision,  # type: ignore[arg-type]
             tile=tile,
             flip_ensemble=flip_ensemble,
         )
+        pairs, problems = _collect_pairs(a_dir, b_dir, pairs_file, recursive)
+        resolver = make_resolver(options, on_warning=lambda message: report_warning(console, message))
+        for folder in (a_dir, b_dir):
+            if folder is not None:
+                resolver.check_folder(folder)  # a malformed top-level sidecar stops the run before any work
+        checkpoint = resolve_checkpoint(model, task=task or ("ivif" if model is None else None), progress=not quiet)
+        fusion_model = load_checkpoint(checkpoint)
+        if task is not None and fusion_model.config.task != task:
+            raise ValueError(f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}")
+        fuser = Fuser(fusion_model, config)
         output.mkdir(parents=True, exist_ok=True)
     except WeightsError as exc:
         report_error(console, str(exc))
         raise typer.Exit(getattr(exc, "exit_code", EXIT_USAGE)) from None
-    except (ValueError, SidecarError, CheckpointError, NotADirectoryError) as exc:
+    except InvalidValueError as exc:
+        report_error(console, flag_message(exc, FLAGS))
+        raise typer.Exit(EXIT_USAGE) from None
+    except (ValueError, ResolveError, CheckpointError, NotADirectoryError) as exc:
         report_error(console, str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     except OSError as exc:
         report_error(console, f"{exc.filename or output}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_USAGE) from None
 
-    options = RunOptions(
-        output_dir=output,
-        deg_a=deg_a,
-        deg_b=deg_b,
-        out_format=out_format,
-        bit_depth=bit_depth,
-        input_bits=input_bits,
-        grid_a=a_grid,
-        grid_b=b_grid,
-        batch=batch,
-        save_sources=save_sources,
-        skip_existing=skip_existing,
-    )
     sink = RowSink(json_stdout=json_out, csv_path=report or output / "run.csv")
     for key, reason in problems:
         report_error(console, f"{key}: {reason}")
@@ -160,7 +152,7 @@ def run(
             sink.emit(result.as_row())
             bar.advance()
 
-        results = run_pairs(pairs, fuser, options, on_result)
+        results = run_pairs(pairs, fuser, options, on_result, resolver=resolver)
     try:
         sink.close()
     except OSError as exc:

@@ -8,14 +8,18 @@ from typing import Optional
 
 import typer
 
-from mmfuse_cli.reporting import EXIT_USAGE, report_error, stderr_console
+from mmfuse_cli.report.console import report_error, stderr_console
+from mmfuse_cli.report.rows import EXIT_USAGE
+from mmfuse_cli.tasks import TASKS
 
 
 def train(
     task: str = typer.Option(..., "--task", help="ivif (IR + visible) or mif (functional/CT + MRI)."),
     data: Path = typer.Option(Path("../shared/data"), "--data", help="Data root laid out like shared/data."),
     a_dirs: Optional[list[Path]] = typer.Option(
-        None, "--a", help="Folder of clean source-a images to train on instead of --data's splits (repeatable)."
+        None,
+        "--a",
+        help="Folder of clean source-a images to train on instead of --data's splits (repeatable).",
     ),
     b_dirs: Optional[list[Path]] = typer.Option(
         None, "--b", help="Folder of the matching clean source-b images, paired by stem (one per --a)."
@@ -50,7 +54,9 @@ def train(
     base_channels: Optional[int] = typer.Option(
         None, "--base-channels", help="U-Net width at full resolution [default: 16, or as --init-from]."
     ),
-    levels: Optional[int] = typer.Option(None, "--levels", help="U-Net resolution levels [default: 4, or as --init-from]."),
+    levels: Optional[int] = typer.Option(
+        None, "--levels", help="U-Net resolution levels [default: 4, or as --init-from]."
+    ),
     blocks_per_level: Optional[int] = typer.Option(
         None, "--blocks-per-level", help="Residual blocks per U-Net level [default: 1, or as --init-from]."
     ),
@@ -61,21 +67,40 @@ def train(
         help="Extra residual blocks at the deepest U-Net level [default: 0, or as --init-from].",
     ),
     init_from: Optional[str] = typer.Option(
-        None, "--init-from", help="Start from this checkpoint (NAME or PATH): fine-tune, or grow with more blocks."
+        None,
+        "--init-from",
+        help="Start from this checkpoint (NAME or PATH): fine-tune, or grow with more blocks.",
     ),
     val_every: int = typer.Option(200, "--val-every", help="Validate every N steps."),
-    checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Save resumable state every N steps."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and export) after this long."),
+    checkpoint_every: int = typer.Option(
+        100, "--checkpoint-every", help="Save resumable state every N steps."
+    ),
+    max_minutes: Optional[float] = typer.Option(
+        None, "--max-minutes", help="Stop (and export) after this long."
+    ),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
-    src_loss: str = typer.Option("l1", "--src-loss", help="Source term: l1 (authors' weights), log (per-sample log-L1) or logrmse (per-sample log-RMSE, i.e. -PSNR)."),
+    src_loss: str = typer.Option(
+        "l1",
+        "--src-loss",
+        help="Source term: l1 (authors' weights), log (per-sample log-L1) or logrmse (per-sample log-RMSE, i.e. -PSNR).",
+    ),
     w_ssim: float = typer.Option(
-        1.0, "--w-ssim", min=0.0, help="MIF: weight of the fused image's SSIM term against both clean sources."
+        1.0,
+        "--w-ssim",
+        min=0.0,
+        help="MIF: weight of the fused image's SSIM term against both clean sources.",
     ),
     observation_bits: int = typer.Option(
-        8, "--observation-bits", help="Round synthetic observations to N-bit samples like real files (0 = never)."
+        8,
+        "--observation-bits",
+        help="Round synthetic observations to N-bit samples like real files (0 = never).",
     ),
     exact_fraction: float = typer.Option(
-        0.25, "--exact-fraction", min=0.0, max=1.0, help="Share of observations left unrounded (16-bit/float inputs)."
+        0.25,
+        "--exact-fraction",
+        min=0.0,
+        max=1.0,
+        help="Share of observations left unrounded (16-bit/float inputs).",
     ),
     kind_weight: Optional[list[str]] = typer.Option(
         None,
@@ -96,17 +121,15 @@ def train(
     ),
 ) -> None:
     """Train the fusion model end to end on clean pairs degraded on the fly; resumes from OUT/state.safetensors."""
-    from mmfuse_cli.train import (  # torch: imported on use, keeps --help fast
-        SOURCE_LOSSES,
-        TASK_SPLITS,
-        TrainConfig,
-        parse_kind_weights,
-    )
-    from mmfuse_cli.train import train as run_training
+    # torch: imported on use, keeps --help fast
+    from mmfuse_cli.degradation.draws import parse_kind_weights
+    from mmfuse_cli.training.config import TrainConfig
+    from mmfuse_cli.training.loop import train as run_training
+    from mmfuse_cli.training.losses import SOURCE_LOSSES
 
     console = stderr_console()
-    if task not in TASK_SPLITS:
-        report_error(console, f"--task must be one of {', '.join(TASK_SPLITS)}, got {task!r}")
+    if task not in TASKS:
+        report_error(console, f"--task must be one of {', '.join(TASKS)}, got {task!r}")
         raise typer.Exit(EXIT_USAGE)
     if src_loss not in SOURCE_LOSSES:
         report_error(console, f"--src-loss must be one of {', '.join(SOURCE_LOSSES)}, got {src_loss!r}")
@@ -117,7 +140,10 @@ def train(
         report_error(console, f"--kind-weight: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     if len(a_dirs or []) != len(b_dirs or []):
-        report_error(console, f"give one --b folder per --a folder (got {len(a_dirs or [])} --a, {len(b_dirs or [])} --b)")
+        report_error(
+            console,
+            f"give one --b folder per --a folder (got {len(a_dirs or [])} --a, {len(b_dirs or [])} --b)",
+        )
         raise typer.Exit(EXIT_USAGE)
     for folder in [*(a_dirs or []), *(b_dirs or [])]:
         if not folder.is_dir():

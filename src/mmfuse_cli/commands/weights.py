@@ -11,15 +11,20 @@ from typing import Any
 
 import typer
 
-from mmfuse_cli import weights as W
-from mmfuse_cli.reporting import (
-    EXIT_ITEMS_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    json_line,
-    report_error,
-    report_warning,
-    stderr_console,
+from mmfuse_cli.report.console import report_error, report_warning, stderr_console
+from mmfuse_cli.report.rows import EXIT_ITEMS_FAILED, EXIT_OK, EXIT_USAGE, json_line
+from mmfuse_cli.weights.errors import WeightsError
+from mmfuse_cli.weights.hub import hub_cache_dir, hub_endpoint, is_offline
+from mmfuse_cli.weights.manifest import Manifest, bundled_dir, get_entry, load_manifest
+from mmfuse_cli.weights.resolve import (
+    EntryStatus,
+    check_checkpoint_file,
+    describe_checkpoint_file,
+    fetch_entry,
+    human_size,
+    looks_like_path,
+    unregistered_message,
+    verify_entry,
 )
 
 weights_app = typer.Typer(
@@ -31,21 +36,21 @@ weights_app = typer.Typer(
 )
 
 
-def _load(console: Any) -> W.Manifest:
+def _load(console: Any) -> Manifest:
     try:
-        return W.load_manifest()
-    except W.WeightsError as exc:
+        return load_manifest()
+    except WeightsError as exc:
         report_error(console, str(exc))
         raise typer.Exit(exc.exit_code) from None
 
 
-def _status_text(status: W.EntryStatus) -> str:
+def _status_text(status: EntryStatus) -> str:
     if status.state == "verified":
         return "cached+verified" if status.entry.source == "hub" else "present+verified"
     return status.state
 
 
-def _row(status: W.EntryStatus, manifest: W.Manifest) -> dict[str, Any]:
+def _row(status: EntryStatus, manifest: Manifest) -> dict[str, Any]:
     entry = status.entry
     row: dict[str, Any] = {
         "name": entry.name,
@@ -83,7 +88,7 @@ def list_command(
     """Every checkpoint of the manifests, with its task, source, size and local status (hashes present files)."""
     console = stderr_console(quiet)
     manifest = _load(console)
-    statuses = [W.verify_entry(entry) for entry in manifest.entries.values()]
+    statuses = [verify_entry(entry) for entry in manifest.entries.values()]
     if json_out:
         for status in statuses:
             print(json_line(_row(status, manifest)))
@@ -96,14 +101,14 @@ def list_command(
                 entry.task,
                 "*" if manifest.defaults.get(entry.task) == entry.name else "",
                 entry.source_label(),
-                W.human_size(entry.size) if entry.size else "?",
+                human_size(entry.size) if entry.size else "?",
                 _status_text(status),
             ])  # fmt: skip
         print(_table(rows))
     if not quiet:
-        offline = " (offline: HF_HUB_OFFLINE)" if W.is_offline() else ""
+        offline = " (offline: HF_HUB_OFFLINE)" if is_offline() else ""
         console.print(f"manifests: {' + '.join(manifest.files)}", soft_wrap=True)
-        console.print(f"hub cache: {W.hub_cache_dir()}; endpoint: {W.hub_endpoint() or 'https://huggingface.co'}{offline}",
+        console.print(f"hub cache: {hub_cache_dir()}; endpoint: {hub_endpoint() or 'https://huggingface.co'}{offline}",
                       soft_wrap=True)  # fmt: skip
     for status in statuses:
         if status.state == "CORRUPT":
@@ -125,25 +130,25 @@ def pull(
     code = EXIT_OK
     for name in names:
         try:
-            entry = W.get_entry(name, manifest)
-            path = W.fetch_entry(entry, progress=not quiet, force_download=force)
-        except W.WeightsError as exc:
+            entry = get_entry(name, manifest)
+            path = fetch_entry(entry, progress=not quiet, force_download=force)
+        except WeightsError as exc:
             report_error(console, str(exc))
             code = max(code, exc.exit_code)
             continue
         print(path, flush=True)
         if not quiet:
             console.print(
-                f"{name}: verified sha256 {entry.sha256[:12]}… ({W.human_size(entry.size)})", soft_wrap=True
+                f"{name}: verified sha256 {entry.sha256[:12]}… ({human_size(entry.size)})", soft_wrap=True
             )
     raise typer.Exit(code)
 
 
-def _verify_path(path: Path, manifest: W.Manifest, json_out: bool, console: Any) -> int:
+def _verify_path(path: Path, manifest: Manifest, json_out: bool, console: Any) -> int:
     try:
-        info = W.describe_checkpoint_file(path)
-        W.check_checkpoint_file(path)
-    except W.WeightsError as exc:
+        info = describe_checkpoint_file(path)
+        check_checkpoint_file(path)
+    except WeightsError as exc:
         report_error(console, str(exc))
         return EXIT_ITEMS_FAILED
     matches = [e.name for e in manifest.entries.values() if e.sha256 == info["sha256"]]
@@ -171,19 +176,19 @@ def verify(
     """
     console = stderr_console(quiet)
     manifest = _load(console)
-    if name is not None and W.looks_like_path(name):
+    if name is not None and looks_like_path(name):
         raise typer.Exit(_verify_path(Path(name).expanduser(), manifest, json_out, console))
     if name is not None:
         try:
-            entries = [W.get_entry(name, manifest)]
-        except W.WeightsError as exc:
+            entries = [get_entry(name, manifest)]
+        except WeightsError as exc:
             report_error(console, str(exc))
             raise typer.Exit(exc.exit_code) from None
     else:
         entries = list(manifest.entries.values())
     code = EXIT_OK
     for entry in entries:
-        status = W.verify_entry(entry)
+        status = verify_entry(entry)
         failed = status.failed or (name is not None and not status.ok)
         if json_out:
             print(json_line(_row(status, manifest)))
@@ -196,7 +201,7 @@ def verify(
     raise typer.Exit(code)
 
 
-def _failure_message(status: W.EntryStatus) -> str:
+def _failure_message(status: EntryStatus) -> str:
     entry = status.entry
     if status.state == "CORRUPT":
         fix = f"; run `mmfuse weights pull {entry.name} --force`" if entry.source == "hub" else ""
@@ -204,8 +209,8 @@ def _failure_message(status: W.EntryStatus) -> str:
     if status.state == "not downloaded":
         return f"'{entry.name}' is not downloaded yet: run `mmfuse weights pull {entry.name}`"
     if status.state == "unregistered":
-        return W.unregistered_message(entry)
-    where = W.bundled_dir() / entry.file if entry.source == "bundled" else entry.path
+        return unregistered_message(entry)
+    where = bundled_dir() / entry.file if entry.source == "bundled" else entry.path
     return f"'{entry.name}': file {where} is missing"
 
 
@@ -215,7 +220,7 @@ def path(
     """Print the verified local file of a checkpoint on stdout (no download: use `pull` for that)."""
     console = stderr_console(False)
     manifest = _load(console)
-    if W.looks_like_path(name):
+    if looks_like_path(name):
         file = Path(name).expanduser()
         if not file.is_file():
             report_error(console, f"{file}: no such checkpoint file")
@@ -223,8 +228,8 @@ def path(
         print(file.resolve())
         raise typer.Exit(EXIT_OK)
     try:
-        status = W.verify_entry(W.get_entry(name, manifest))
-    except W.WeightsError as exc:
+        status = verify_entry(get_entry(name, manifest))
+    except WeightsError as exc:
         report_error(console, str(exc))
         raise typer.Exit(exc.exit_code) from None
     if not status.ok:

@@ -1,0 +1,124 @@
+"""The ``degradation.json`` sidecar that ``mmfuse degrade`` writes next to its outputs and ``mmfuse run`` reads.
+
+Schema (version 1)::
+
+    {
+      "schema": "mmfuse.degradation",
+      "schema_version": 1,
+      "mmfuse_version": "0.1.0",
+      "degradation": {"blur": 1.5, "scale": 2, "noise": 0.05},   # blur std in pixels of the clean grid,
+                                                                  # noise std in [0, 1] intensity units
+      "operator": {...},               # Operator.spec() of the linear part (informational)
+      "seed": 0,
+      "files": ["a.png", "sub/b.png"]  # outputs, relative to the sidecar's folder
+    }
+
+Reading is strict: malformed JSON, a wrong schema, unknown fields, absurd values and file entries that escape
+the folder (absolute paths, ``..``) are rejected with a :class:`SidecarError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mmfuse_cli import __version__
+from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.files import atomic_write_text
+
+SIDECAR_NAME = "degradation.json"
+SCHEMA = "mmfuse.degradation"
+SCHEMA_VERSION = 1
+_ALLOWED = {"schema", "schema_version", "mmfuse_version", "degradation", "operator", "seed", "files"}
+
+
+class SidecarError(ValueError):
+    """A sidecar file is malformed or unsafe; the message names the file."""
+
+
+@dataclass
+class Sidecar:
+    degradation: Degradation
+    seed: int | None = None
+    files: list[str] = field(default_factory=list)
+    mmfuse_version: str = __version__
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "mmfuse_version": self.mmfuse_version,
+            "degradation": self.degradation.as_dict(),
+            "operator": _operator_spec(self.degradation),
+            "seed": self.seed,
+            "files": sorted(self.files),
+        }
+
+
+def _operator_spec(degradation: Degradation) -> dict[str, Any]:
+    from mmfuse_cli.degradation.operators import build_operator  # torch: only when writing a sidecar
+
+    return build_operator(degradation).spec()
+
+
+def write_sidecar(folder: Path, sidecar: Sidecar) -> Path:
+    path = Path(folder) / SIDECAR_NAME
+    atomic_write_text(path, json.dumps(sidecar.to_json(), indent=2) + "\n")
+    return path
+
+
+def _safe_relative(entry: Any, path: Path) -> str:
+    if not isinstance(entry, str) or not entry:
+        raise SidecarError(f"{path}: file entries must be non-empty strings, got {entry!r}")
+    pure = PurePosixPath(entry.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or (len(entry) > 1 and entry[1] == ":"):
+        raise SidecarError(f"{path}: file entry {entry!r} points outside the folder")
+    return pure.as_posix()
+
+
+def read_sidecar(path: Path) -> Sidecar:
+    """Parse and validate a sidecar file.
+
+    Raises:
+        SidecarError: with a one-line reason naming ``path``.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SidecarError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SidecarError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SidecarError(f"{path}: expected a JSON object")
+    unknown = set(data) - _ALLOWED
+    if unknown:
+        raise SidecarError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
+    if data.get("schema") != SCHEMA:
+        raise SidecarError(f"{path}: 'schema' must be {SCHEMA!r}, got {data.get('schema')!r}")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise SidecarError(f"{path}: unsupported schema_version {data.get('schema_version')!r}")
+    try:
+        degradation = Degradation.from_dict(data.get("degradation"))
+    except ValueError as exc:
+        raise SidecarError(f"{path}: {exc}") from None
+    seed = data.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise SidecarError(f"{path}: seed must be an integer or null")
+    files = data.get("files", [])
+    if not isinstance(files, list):
+        raise SidecarError(f"{path}: 'files' must be a list")
+    return Sidecar(
+        degradation=degradation,
+        seed=seed,
+        files=[_safe_relative(f, path) for f in files],
+        mmfuse_version=str(data.get("mmfuse_version", "unknown")),
+    )
+
+
+def find_sidecar(folder: Path) -> Sidecar | None:
+    """The sidecar of ``folder`` if it has one (validated), else ``None``."""
+    path = Path(folder) / SIDECAR_NAME
+    return read_sidecar(path) if path.exists() else None

@@ -1,0 +1,95 @@
+"""Running the sampler on overlapping tiles of a large pair and blending them back (bounded memory).
+
+Tiles are cut on the output grid at multiples of every grid the pair has (both scales and pixel grids), so each
+tile's observations are whole sensor pixels and whole grid blocks. Neighbouring tiles overlap by ``overlap``
+output pixels and are blended with linear ramps on shared sides only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from mmfuse_cli.degradation.grid import project_to_grid
+from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.sampling.sampler import SampleOutput
+
+SampleFn = Callable[[torch.Tensor, torch.Tensor], SampleOutput]
+"""Runs the sampler on one tile's observations ``(N, 1, h_a, w_a)``, ``(N, 1, h_b, w_b)``."""
+
+
+def sample_tiled(
+    run: SampleFn,
+    ya: torch.Tensor,
+    yb: torch.Tensor,
+    deg_a: Degradation,
+    deg_b: Degradation,
+    grid: tuple[int, int],
+    tile: int | None,
+    overlap: int,
+) -> SampleOutput:
+    """``run`` on the whole pair when it fits in one ``tile`` (or ``tile`` is ``None``), else on overlapping
+    tiles of at most ``tile`` x ``tile`` output pixels, blended. ``grid`` is the output (height, width)."""
+    height, width = grid
+    if tile is None or (height <= tile and width <= tile):
+        return run(ya, yb)
+    unit = int(np.lcm.reduce([deg_a.scale, deg_b.scale, deg_a.grid, deg_b.grid]))  # tiles keep both grids
+    tile = max(unit, tile // unit * unit)
+    overlap = max(unit, overlap // unit * unit)
+    n = ya.shape[0]
+    acc = torch.zeros(n, 4, height, width, device=ya.device)
+    weight = torch.zeros(1, 1, height, width, device=ya.device)
+    for top in tile_starts(height, tile, overlap, unit):
+        for left in tile_starts(width, tile, overlap, unit):
+            th, tw = min(tile, height - top), min(tile, width - left)
+            sa, sb = deg_a.scale, deg_b.scale
+            ta = ya[..., top // sa : (top + th) // sa, left // sa : (left + tw) // sa]
+            tb = yb[..., top // sb : (top + th) // sb, left // sb : (left + tw) // sb]
+            out = run(ta, tb)
+            ramp = blend_ramp(th, tw, overlap, top > 0, left > 0, top + th < height, left + tw < width, ya.device)
+            block = torch.cat([out.x1, out.x2, out.f, out.m], dim=1)
+            acc[..., top : top + th, left : left + tw] += block * ramp
+            weight[..., top : top + th, left : left + tw] += ramp
+    acc = acc / weight
+    x1, x2, f, m = acc[:, 0:1], acc[:, 1:2], acc[:, 2:3], acc[:, 3:4]
+    if deg_a.grid > 1 or deg_b.grid > 1:
+        # the blend ramps mix neighbouring tiles pixel by pixel: put the sources back on their grids, and move
+        # the fused image with them as the sampler's correction does
+        x1_grid, x2_grid = project_to_grid(x1, deg_a.grid), project_to_grid(x2, deg_b.grid)
+        f = f + m * (x1_grid - x1) + (1 - m) * (x2_grid - x2)
+        x1, x2 = x1_grid, x2_grid
+    return SampleOutput(x1, x2, f, m)
+
+
+def tile_starts(length: int, tile: int, overlap: int, unit: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``length``, stepping ``tile - overlap``, on multiples of
+    ``unit``; the last tile ends at the border."""
+    if length <= tile:
+        return [0]
+    stride = max(unit, tile - overlap)
+    starts = list(range(0, length - tile, stride))
+    last = (length - tile) // unit * unit
+    if not starts or starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def blend_ramp(h: int, w: int, overlap: int, top: bool, left: bool, bottom: bool, right: bool, device) -> torch.Tensor:
+    """Weights ``(1, 1, h, w)`` rising linearly over ``overlap`` pixels on sides shared with another tile."""
+
+    def axis(n: int, start: bool, end: bool) -> torch.Tensor:
+        v = torch.ones(n, device=device)
+        ramp = (torch.arange(overlap, device=device, dtype=torch.float32) + 1) / (overlap + 1)
+        k = min(overlap, n)
+        if start:
+            v[:k] = torch.minimum(v[:k], ramp[:k])
+        if end:
+            v[n - k :] = torch.minimum(v[n - k :], ramp[:k].flip(0))
+        return v
+
+    return (axis(h, top, bottom)[:, None] * axis(w, left, right)[None, :])[None, None]
+
+
+__all__ = ["SampleFn", "blend_ramp", "sample_tiled", "tile_starts"]

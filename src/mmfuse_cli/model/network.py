@@ -1,0 +1,161 @@
+"""The network that drives the sampler: a small FiLM-conditioned U-Net predicting ``(e, m)``.
+
+Inputs per step: the state ``z = [x1, x2, f]`` and the pseudo-inverses ``A1+ y1``, ``A2+ y2`` as image
+channels (5 channels), plus a conditioning vector (both sources' degradation descriptors, the step's noise
+level ``sqrt(1 - abar_k)`` and ``k / T``) that modulates every block (FiLM: per-channel scale and shift). One
+model therefore serves every degradation setting. Outputs: ``e`` (3 channels, the noise estimate; its last
+layer starts at zero so an untrained model returns the corrected pseudo-inverse start) and the fusion weight
+map ``m = sigmoid(.)`` (1 channel, in [0, 1]).
+
+The checkpoint file format is :mod:`mmfuse_cli.model.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmfuse_cli.sampling.sampler import DenoiserInputs
+from mmfuse_cli.sampling.schedule import SamplerParameters
+
+COND_DIM = 8  # 6 degradation descriptors + noise level + k/T (+ 2 quantisation levels if quantisation-aware)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of :class:`FusionUNet` and the sampler (stored in checkpoint metadata).
+
+    Attributes:
+        base_channels: channels at full resolution (doubles per level).
+        levels: resolution levels (input size must be a multiple of ``2 ** (levels - 1)``).
+        blocks_per_level: residual blocks per level on the way down and up.
+        steps: sampler steps T the model was trained with.
+        task: ``ivif`` or ``mif``.
+        quantisation_aware: the network and the damping also see each observation's quantisation ``q``
+            (:attr:`mmfuse_cli.degradation.spec.Degradation.quantisation`); checkpoints older than this field are not.
+        exact_final_fusion: the sampler's last step applies the (noise-free) fusion constraint undamped, so the
+            fused image is exactly ``m x1 + (1-m) x2`` of the restored sources (see
+            :class:`mmfuse_cli.sampling.schedule.SamplerParameters`); checkpoints older than this field do not.
+        bottom_blocks: extra residual blocks at the deepest (coarsest) level, after its ``blocks_per_level``;
+            each costs about as much compute as a block at any other level; checkpoints older than this field
+            have none.
+    """
+
+    base_channels: int = 16
+    levels: int = 3
+    blocks_per_level: int = 1
+    steps: int = 3
+    task: str = "ivif"
+    quantisation_aware: bool = False
+    exact_final_fusion: bool = False
+    bottom_blocks: int = 0
+
+    @property
+    def cond_dim(self) -> int:
+        """Length of the network's conditioning vector."""
+        return COND_DIM + (2 if self.quantisation_aware else 0)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class FiLMResBlock(nn.Module):
+    """conv3x3 -> FiLM(cond) -> SiLU -> conv3x3, plus the input (residual)."""
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film = nn.Linear(cond_dim, 2 * channels)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        h = self.conv1(x)
+        h = F.silu(h * (1 + scale) + shift)
+        return x + self.conv2(h)
+
+
+class FusionUNet(nn.Module):
+    """U-Net predicting the noise estimate ``e`` and fusion weights ``m`` for :func:`mmfuse_cli.sampling.sampler.sample`.
+
+    Call: ``e, m = net(z, inputs)`` with ``z`` ``(N, 3, H, W)``; returns ``e`` ``(N, 3, H, W)`` and ``m``
+    ``(N, 1, H, W)`` in [0, 1]. H and W must be multiples of :attr:`size_multiple` (the sampler pads).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c, levels = config.base_channels, config.levels
+        chans = [c * 2**i for i in range(levels)]
+        self.size_multiple = 2 ** (levels - 1)
+        self.cond_mlp = nn.Sequential(nn.Linear(config.cond_dim, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU())
+        self.stem = nn.Conv2d(5, chans[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList()
+        self.downsamplers = nn.ModuleList()
+        for i, ch in enumerate(chans):
+            count = config.blocks_per_level + (config.bottom_blocks if i == levels - 1 else 0)
+            self.down_blocks.append(nn.ModuleList(FiLMResBlock(ch, 32) for _ in range(count)))
+            if i < levels - 1:
+                self.downsamplers.append(nn.Conv2d(ch, chans[i + 1], 3, stride=2, padding=1))
+        self.upsamplers = nn.ModuleList()
+        self.merges = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for i in range(levels - 2, -1, -1):
+            self.upsamplers.append(nn.Conv2d(chans[i + 1], chans[i], 3, padding=1))
+            self.merges.append(nn.Conv2d(2 * chans[i], chans[i], 1))
+            self.up_blocks.append(nn.ModuleList(FiLMResBlock(chans[i], 32) for _ in range(config.blocks_per_level)))
+        self.head = nn.Conv2d(chans[0], 4, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, z: torch.Tensor, inputs: DenoiserInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        n = z.shape[0]
+        step_feats = torch.stack(
+            [inputs.noise_level.expand(n).to(z.dtype), torch.full((n,), inputs.step / inputs.steps, device=z.device)],
+            dim=1,
+        )
+        feats = [inputs.degradation.to(z.dtype), step_feats.to(z.dtype)]
+        if self.config.quantisation_aware:
+            quant = inputs.quantisation if inputs.quantisation is not None else z.new_zeros(n, 2)
+            feats.append(quant.to(z.dtype))
+        cond = self.cond_mlp(torch.cat(feats, dim=1))
+        h = self.stem(torch.cat([z, inputs.pinv1.to(z.dtype), inputs.pinv2.to(z.dtype)], dim=1))
+        skips = []
+        for i, blocks in enumerate(self.down_blocks):
+            for block in blocks:
+                h = block(h, cond)
+            if i < len(self.downsamplers):
+                skips.append(h)
+                h = F.silu(self.downsamplers[i](h))
+        for up, merge, blocks in zip(self.upsamplers, self.merges, self.up_blocks):
+            h = F.silu(up(F.interpolate(h, scale_factor=2.0, mode="nearest")))
+            h = merge(torch.cat([h, skips.pop()], dim=1))
+            for block in blocks:
+                h = block(h, cond)
+        out = self.head(F.silu(h))
+        return out[:, :3], torch.sigmoid(out[:, 3:4])
+
+
+class FusionModel(nn.Module):
+    """The trainable whole: network + learned sampler parameters, with its config."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.net = FusionUNet(config)
+        self.sampler = SamplerParameters(config.steps, config.quantisation_aware, config.exact_final_fusion)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+__all__ = ["COND_DIM", "FiLMResBlock", "FusionModel", "FusionUNet", "ModelConfig"]

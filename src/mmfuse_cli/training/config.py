@@ -1,0 +1,117 @@
+"""The options of a training run: :class:`TrainConfig`, the default architecture and each task's data layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mmfuse_cli.model.network import ModelConfig
+from mmfuse_cli.tasks import TASKS
+
+# Training splits under a data root laid out as ../shared/data (see its README): (a_dir, b_dir) relative paths.
+TASK_SPLITS: dict[str, list[tuple[str, str]]] = {
+    "ivif": [
+        ("tno/train/ir", "tno/train/vi"),
+        ("llvip/train/ir", "llvip/train/vi"),
+        ("drmf_ivif/train/ir", "drmf_ivif/train/vi"),
+    ],
+    "mif": [
+        ("harvard/mri_ct/train/ct", "harvard/mri_ct/train/mri"),
+        ("harvard/mri_pet/train/pet", "harvard/mri_pet/train/mri"),
+        ("harvard/mri_spect/train/spect", "harvard/mri_spect/train/mri"),
+        ("drmf_mif/train/ct", "drmf_mif/train/mri"),
+    ],
+}
+if tuple(TASK_SPLITS) != TASKS:  # every task has a data layout, and only the tasks do
+    raise RuntimeError(f"TASK_SPLITS covers {tuple(TASK_SPLITS)}, mmfuse_cli.tasks.TASKS is {TASKS}")
+
+
+@dataclass
+class TrainConfig:
+    """Options of a training run (recorded in the exported checkpoint)."""
+
+    task: str = "ivif"
+    data: str = "../shared/data"
+    # [[a_dir, b_dir], ...] instead of data's task splits
+    folders: list[list[str]] = field(default_factory=list)
+    out_dir: str = "runs/ivif"
+    steps: int = 4000
+    batch: int = 8
+    crop: int = 96
+    # crop offsets are multiples of this (2 keeps a 2x2 pixel-replication grid, see data.random_crops)
+    crop_align: int = 1
+    zoom_fraction: float = 0.0  # share of crops enlarged x1.25..max_zoom before degrading (see random_crops)
+    max_zoom: float = 2.0
+    lr: float = 2e-4
+    sampler_lr_scale: float = 20.0
+    seed: int = 0
+    # Architecture; None = as the run being resumed, else as the --init-from checkpoint, else ARCHITECTURE_DEFAULTS.
+    sampler_steps: int | None = None
+    base_channels: int | None = None
+    levels: int | None = None
+    blocks_per_level: int | None = None
+    bottom_blocks: int | None = None  # extra residual blocks at the deepest level
+    # checkpoint NAME or PATH to start from (fine-tune / grow); ignored on resume
+    init_from: str | None = None
+    # set by train(): the exact file init_from named (names can be re-pointed)
+    init_from_sha256: str | None = None
+    val_every: int = 200
+    checkpoint_every: int = 100
+    val_fraction: float = 0.1
+    max_minutes: float | None = None
+    pause_at: int | None = None  # stop after this step (state saved), as an interruption would; resume later
+    threads: int | None = None
+    max_noise: float = 0.10
+    max_blur: float = 2.5
+    # {kind: weight} over mmfuse_cli.degradation.draws.DEGRADATION_KINDS, missing = 1; {} = uniform
+    kind_weights: dict = field(default_factory=dict)
+    w_src: float = 5.0
+    # "l1": w_src * L1; "log": w_log * mean_i log(L1_i + 1e-3); "logrmse": the same with RMSE_i (see losses)
+    src_loss: str = "l1"
+    w_log: float = 0.25
+    # round synthetic observations to N-bit samples, like the files they stand for (0 = off)
+    observation_bits: int = 8
+    # share of observations left unrounded (they stand for 16-bit or float inputs)
+    exact_fraction: float = 0.25
+    # model sees each input's bit depth; None = as the resumed run, else on
+    quantisation_aware: bool | None = None
+    # last step enforces f = m x1 + (1-m) x2; None = as resumed/init-from, else off
+    exact_final_fusion: bool | None = None
+    w_int: float = 5.0
+    w_grad: float = 1.0
+    w_ssim: float = 1.0  # MIF: weight of the fused image's structure term (1 - SSIM(f, a)) + (1 - SSIM(f, b))
+    extra: dict = field(default_factory=dict)
+
+
+ARCHITECTURE_DEFAULTS = {
+    "base_channels": 16,
+    "levels": 4,
+    "blocks_per_level": 1,
+    "bottom_blocks": 0,
+    "sampler_steps": 3,
+}
+
+
+def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfig:
+    """Complete ``cfg``'s unset architecture fields (in place) from ``known`` or the defaults; the model's config.
+
+    ``known`` is the architecture of the run being resumed or of the ``init_from`` checkpoint, so that fine-tuning
+    or resuming needs no architecture flags, while an explicit value (e.g. more ``blocks_per_level``) wins.
+    """
+    for name, default in ARCHITECTURE_DEFAULTS.items():
+        if getattr(cfg, name) is None:
+            from_known = getattr(known, "steps" if name == "sampler_steps" else name) if known else None
+            setattr(cfg, name, from_known if from_known is not None else default)
+    if cfg.quantisation_aware is None:
+        cfg.quantisation_aware = True
+    if cfg.exact_final_fusion is None:
+        cfg.exact_final_fusion = known.exact_final_fusion if known else False
+    return ModelConfig(
+        cfg.base_channels,
+        cfg.levels,
+        cfg.blocks_per_level,
+        cfg.sampler_steps,
+        cfg.task,
+        cfg.quantisation_aware,
+        cfg.exact_final_fusion,
+        cfg.bottom_blocks,
+    )
