@@ -46,7 +46,9 @@ def main() -> None:
     fig, axes = plt.subplots(len(args.runs), 2, figsize=(11, 4.2 * len(args.runs)), squeeze=False)
     for row, run in enumerate(args.runs):
         title, log, starts = read_stages(run)
-        title = "\n".join(textwrap.wrap(title, 70))  # long stage chains wrap instead of running into the next panel
+        title = "\n".join(
+            textwrap.wrap(title, 70)
+        )  # long stage chains wrap instead of running into the next panel
         ax = axes[row, 0]
         for key in sorted({k for r in log for k in r if k.startswith("loss_")}):
             # records without the key (a stage's step-0 validation) and non-positive totals (log-L1 source
@@ -61,8 +63,18 @@ def main() -> None:
         val = [r for r in log if "val_psnr_a" in r]
         ax = axes[row, 1]
         vsteps = [r["step"] for r in val]
-        for key, style in (("val_psnr_a", "-"), ("val_psnr_b", "-"), ("val_psnr_a_pinv", ":"), ("val_psnr_b_pinv", ":")):
-            ax.plot(vsteps, [r[key] for r in val], style, label=key[4:].replace("_pinv", " (pseudo-inverse start)"))
+        for key, style in (
+            ("val_psnr_a", "-"),
+            ("val_psnr_b", "-"),
+            ("val_psnr_a_pinv", ":"),
+            ("val_psnr_b_pinv", ":"),
+        ):
+            ax.plot(
+                vsteps,
+                [r[key] for r in val],
+                style,
+                label=key[4:].replace("_pinv", " (pseudo-inverse start)"),
+            )
         ax.set_title(f"{title}\nvalidation PSNR of restored sources (dB)", fontsize=9)
         ax.set_xlabel("step")
         # below the axes: inside, it would hide the latest stage's curve

@@ -34,7 +34,12 @@ def synthetic_infrared(rgb: np.ndarray, seed: int) -> np.ndarray:
 
 
 def main(target: Path) -> None:
-    scenes = {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(), "rocket": data.rocket()}
+    scenes = {
+        "astronaut": data.astronaut(),
+        "coffee": data.coffee(),
+        "chelsea": data.chelsea(),
+        "rocket": data.rocket(),
+    }
     (target / "ir").mkdir(parents=True, exist_ok=True)
     (target / "vi").mkdir(parents=True, exist_ok=True)
     for seed, (name, image) in enumerate(scenes.items()):

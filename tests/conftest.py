@@ -22,7 +22,9 @@ def smooth_scene(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
     img = 0.4 + 0.2 * np.sin(6 * xx + rng.uniform(0, 3)) * np.cos(4 * yy + rng.uniform(0, 3))
     for _ in range(4):
         cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, max(h, w) / 4)
-        img[(np.mgrid[0:h, 0:w][0] - cy) ** 2 + (np.mgrid[0:h, 0:w][1] - cx) ** 2 < r * r] += rng.uniform(-0.3, 0.3)
+        img[(np.mgrid[0:h, 0:w][0] - cy) ** 2 + (np.mgrid[0:h, 0:w][1] - cx) ** 2 < r * r] += rng.uniform(
+            -0.3, 0.3
+        )
     return np.clip(img, 0, 1).astype(np.float32)
 
 

@@ -27,7 +27,23 @@ def clean(tmp_path):
 
 def test_degrade_writes_same_names_sizes_depths_and_sidecar(clean, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["degrade", str(clean), "-o", str(out), "--blur", "1.5", "--noise", "0.05", "--scale", "2", "--seed", "7"])
+    result = runner.invoke(
+        app,
+        [
+            "degrade",
+            str(clean),
+            "-o",
+            str(out),
+            "--blur",
+            "1.5",
+            "--noise",
+            "0.05",
+            "--scale",
+            "2",
+            "--seed",
+            "7",
+        ],
+    )
     assert result.exit_code == 0, result.output
     g8, g16, rgb = read_image(out / "g8.png"), read_image(out / "g16.tif"), read_image(out / "rgb.jpg")
     assert g8.pixels.shape == (32, 32) and g8.bit_depth == 8
@@ -52,7 +68,9 @@ def test_noise_level_is_what_was_asked(tmp_path):
 
 def test_same_seed_is_byte_identical_other_seed_differs(clean, tmp_path):
     for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
-        runner.invoke(app, ["degrade", str(clean), "-o", str(tmp_path / name), "--noise", "0.05", "--seed", seed])
+        runner.invoke(
+            app, ["degrade", str(clean), "-o", str(tmp_path / name), "--noise", "0.05", "--seed", seed]
+        )
     for f in ("g8.png", "g16.tif", "rgb.jpg"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
     assert (tmp_path / "a/g8.png").read_bytes() != (tmp_path / "c/g8.png").read_bytes()
@@ -85,7 +103,8 @@ def test_bad_files_are_reported_and_the_rest_finish(clean, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args", [["--noise", "-0.1"], ["--scale", "0"], ["--blur", "-1"], ["--scale", "1000"], ["--bit-depth", "12"]]
+    "args",
+    [["--noise", "-0.1"], ["--scale", "0"], ["--blur", "-1"], ["--scale", "1000"], ["--bit-depth", "12"]],
 )
 def test_bad_flag_values_are_usage_errors(clean, tmp_path, args):
     result = runner.invoke(app, ["degrade", str(clean), "-o", str(tmp_path / "o"), *args])
@@ -114,7 +133,12 @@ def test_recursive_keeps_the_tree(tmp_path):
     src = tmp_path / "src"
     (src / "x").mkdir(parents=True)
     write_image(src / "x/1.png", camera(16, 16), 8)
-    assert runner.invoke(app, ["degrade", str(src), "-o", str(tmp_path / "o"), "--noise", "0.01", "-r"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["degrade", str(src), "-o", str(tmp_path / "o"), "--noise", "0.01", "-r"]
+        ).exit_code
+        == 0
+    )
     assert (tmp_path / "o/x/1.png").exists()
 
 
@@ -131,7 +155,9 @@ def test_inputs_stored_as_pixel_blocks_get_a_note_naming_the_run_flag(clean, tmp
     blocky = tmp_path / "blocky"
     blocky.mkdir()
     for i in range(3):
-        write_image(blocky / f"s{i}.png", np.kron(np.rot90(camera(32, 32), i), np.ones((2, 2), np.float32)), 8)
+        write_image(
+            blocky / f"s{i}.png", np.kron(np.rot90(camera(32, 32), i), np.ones((2, 2), np.float32)), 8
+        )
     result = runner.invoke(app, ["degrade", str(blocky), "-o", str(tmp_path / "o1"), "--blur", "1.5"])
     assert result.exit_code == 0
     assert "stored as 2x2 pixel blocks (3 checked)" in result.output and "--a-grid 2" in result.output
@@ -146,13 +172,17 @@ def test_pixel_grid_detection_is_exact_and_ignores_flat_images():
     low = (camera(20, 24) * 255).astype(np.uint8)
     assert detect_pixel_grid(np.kron(low, np.ones((2, 2), np.uint8))) == 2
     assert detect_pixel_grid(np.kron(low, np.ones((4, 4), np.uint8))) == 4
-    assert detect_pixel_grid(np.kron(low, np.ones((2, 2), np.uint8))[1:, 1:]) == 1  # grid off the top-left pixel
+    assert (
+        detect_pixel_grid(np.kron(low, np.ones((2, 2), np.uint8))[1:, 1:]) == 1
+    )  # grid off the top-left pixel
     rgb = np.stack([np.kron(low, np.ones((2, 2), np.uint8))] * 3, axis=-1)
     assert detect_pixel_grid(rgb) == 2
     rgb[5, 7, 1] += 1  # one sample off in one channel breaks it
     assert detect_pixel_grid(rgb) == 1
     assert detect_pixel_grid(low) == 1 and detect_pixel_grid(np.zeros((64, 64))) == 1
-    assert detect_pixel_grid(np.kron(low, np.ones((2, 2), np.uint8))[:-1, :-3]) == 2  # cut border blocks ignored
+    assert (
+        detect_pixel_grid(np.kron(low, np.ones((2, 2), np.uint8))[:-1, :-3]) == 2
+    )  # cut border blocks ignored
 
 
 def test_a_grid_claim_is_judged_by_block_spreads_and_survives_jpeg(tmp_path):

@@ -37,7 +37,16 @@ def folders(tmp_path):
 
 
 def _invoke(roots, *extra):
-    args = ["evaluate", str(roots["fused"]), "--a", str(roots["a"]), "--b", str(roots["b"]), "-m", ",".join(NAMES)]
+    args = [
+        "evaluate",
+        str(roots["fused"]),
+        "--a",
+        str(roots["a"]),
+        "--b",
+        str(roots["b"]),
+        "-m",
+        ",".join(NAMES),
+    ]
     return runner.invoke(app, [*args, *extra])
 
 
@@ -50,7 +59,7 @@ def test_csv_on_stdout_has_one_row_per_pair_and_a_mean(folders):
     assert result.exit_code == 0, result.stderr
     rows = _csv_rows(result.stdout)
     assert [r["item"] for r in rows] == ["p0", "p1", "p2", "mean"]
-    assert list(rows[0])[:2 + len(NAMES)] == ["item", "status", *NAMES]
+    assert list(rows[0])[: 2 + len(NAMES)] == ["item", "status", *NAMES]
     assert {r["convention"] for r in rows} == {"cdd"} and {r["reference"] for r in rows} == {"given"}
     for name in NAMES:
         values = [float(r[name]) for r in rows[:3]]
@@ -138,7 +147,9 @@ def test_usage_errors_exit_2(folders, args):
 
 
 def test_missing_folders_and_half_clean_are_usage_errors(folders, tmp_path):
-    result = runner.invoke(app, ["evaluate", str(tmp_path / "nope"), "--a", str(folders["a"]), "--b", str(folders["b"])])
+    result = runner.invoke(
+        app, ["evaluate", str(tmp_path / "nope"), "--a", str(folders["a"]), "--b", str(folders["b"])]
+    )
     assert result.exit_code == 2 and "not a directory" in result.stderr
     assert _invoke(folders, "--a-clean", str(folders["a"])).exit_code == 2
     assert _invoke(folders, "-o", str(tmp_path / "no" / "dir.csv")).exit_code == 2

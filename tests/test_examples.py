@@ -22,7 +22,11 @@ def _env():
 def demo(tmp_path_factory):
     work = tmp_path_factory.mktemp("examples") / "demo"
     proc = subprocess.run(
-        ["bash", str(EXAMPLES / "quickstart.sh"), str(work)], capture_output=True, text=True, env=_env(), timeout=600
+        ["bash", str(EXAMPLES / "quickstart.sh"), str(work)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work
@@ -39,7 +43,11 @@ def test_quickstart_fuses_and_evaluates(demo):
 
 def test_pipelines_script(demo):
     proc = subprocess.run(
-        ["bash", str(EXAMPLES / "pipelines.sh"), str(demo)], capture_output=True, text=True, env=_env(), timeout=600
+        ["bash", str(EXAMPLES / "pipelines.sh"), str(demo)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "4 pairs, 0 failed" in proc.stdout
@@ -48,7 +56,11 @@ def test_pipelines_script(demo):
 
 def test_api_example(demo):
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "api_example.py"), str(demo)], capture_output=True, text=True, env=_env(), timeout=600
+        [sys.executable, str(EXAMPLES / "api_example.py"), str(demo)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Qabf" in proc.stdout

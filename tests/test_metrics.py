@@ -185,7 +185,9 @@ def test_rotation_by_180_degrees(name, pair, fused):
 
 
 def test_en_matches_skimage(fused):
-    assert M.en(fused) == pytest.approx(shannon_entropy(gray_levels(fused).astype(np.uint8), base=2), abs=1e-10)
+    assert M.en(fused) == pytest.approx(
+        shannon_entropy(gray_levels(fused).astype(np.uint8), base=2), abs=1e-10
+    )
 
 
 def test_mi_matches_sklearn(pair, fused):
@@ -218,11 +220,16 @@ def test_ssim_conventions_match_skimage_and_scipy(pair, fused):
     f, x, y = fused * 255, a * 255, b * 255
     cdd = structural_similarity(f, x, data_range=2.0) + structural_similarity(f, y, data_range=2.0)
     assert M.ssim(fused, a, b) == pytest.approx(cdd, abs=1e-10)
-    wang = lambda p, q: structural_similarity(p, q, gaussian_weights=True, sigma=1.5,  # noqa: E731
-                                              use_sample_covariance=False, data_range=255)
+
+    def wang(p, q):
+        return structural_similarity(
+            p, q, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+        )
+
     assert M.ssim(fused, a, b, convention="vifb") == pytest.approx(wang(x, f) + wang(y, f), abs=1e-10)
-    assert M.ssim(fused, a, b, convention="tang") == pytest.approx((_matlab_ssim(f, x) + _matlab_ssim(f, y)) / 2,
-                                                                   abs=1e-6)
+    assert M.ssim(fused, a, b, convention="tang") == pytest.approx(
+        (_matlab_ssim(f, x) + _matlab_ssim(f, y)) / 2, abs=1e-6
+    )
 
 
 def _matlab_ssim(x: np.ndarray, y: np.ndarray) -> float:
@@ -237,18 +244,22 @@ def _matlab_ssim(x: np.ndarray, y: np.ndarray) -> float:
 def test_pixel_metrics_match_numpy_and_skimage(pair, fused):
     a, b = pair
     f, x, y = fused * 255, a * 255, b * 255
-    assert M.cc(fused, a, b) == pytest.approx((np.corrcoef(x.ravel(), f.ravel())[0, 1]
-                                               + np.corrcoef(y.ravel(), f.ravel())[0, 1]) / 2, abs=1e-12)
+    assert M.cc(fused, a, b) == pytest.approx(
+        (np.corrcoef(x.ravel(), f.ravel())[0, 1] + np.corrcoef(y.ravel(), f.ravel())[0, 1]) / 2, abs=1e-12
+    )
     scd = np.corrcoef((f - y).ravel(), x.ravel())[0, 1] + np.corrcoef((f - x).ravel(), y.ravel())[0, 1]
     assert M.scd(fused, a, b) == pytest.approx(scd, abs=1e-12)
     mse = (np.mean((x - f) ** 2) + np.mean((y - f) ** 2)) / 2
     assert M.mse(fused, a, b) == pytest.approx(mse)
     assert M.mse(fused, a, b, convention="tang") == pytest.approx(mse / 255**2)
     assert M.psnr(fused, a, b) == pytest.approx(10 * np.log10(f.max() ** 2 / mse))
-    assert M.psnr(fused, a, b, convention="tang") == pytest.approx(10 * np.log10(255**2 / mse) + 20 * np.log10(255))
+    assert M.psnr(fused, a, b, convention="tang") == pytest.approx(
+        10 * np.log10(255**2 / mse) + 20 * np.log10(255)
+    )
     assert M.psnr_reference(fused, a) == pytest.approx(peak_signal_noise_ratio(a, fused, data_range=1.0))
-    expected = structural_similarity(x, f, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                     data_range=255)
+    expected = structural_similarity(
+        x, f, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
     assert M.ssim_reference(fused, a) == pytest.approx(expected, abs=1e-10)
 
 
@@ -284,7 +295,12 @@ def _reference_qabf(f, a, b) -> float:
         g, ang = grad(src)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.select([g > gf, g == gf], [gf / g, gf], g / gf)
-        q = 0.9994 / (1 + np.exp(-15 * (rel - 0.5))) * 0.9879 / (1 + np.exp(-22 * (1 - np.abs(ang - af) / (np.pi / 2) - 0.8)))
+        q = (
+            0.9994
+            / (1 + np.exp(-15 * (rel - 0.5)))
+            * 0.9879
+            / (1 + np.exp(-22 * (1 - np.abs(ang - af) / (np.pi / 2) - 0.8)))
+        )
         num += np.sum(q * g)
         den += np.sum(g)
     return num / den
@@ -324,7 +340,8 @@ def test_nabf_matches_padded_correlation_port(pair, fused):
     expected = _reference_nabf(fused * 255, a * 255, b * 255)
     assert M.nabf(fused, a, b) == pytest.approx(expected, abs=1e-12)
     assert M.nabf(fused, a, b, convention="tang") == pytest.approx(
-        _reference_nabf(a * 255, b * 255, fused * 255), abs=1e-12)
+        _reference_nabf(a * 255, b * 255, fused * 255), abs=1e-12
+    )
 
 
 def _reference_mef_ssim(seq: list[np.ndarray], f: np.ndarray) -> float:
@@ -342,7 +359,8 @@ def _reference_mef_ssim(seq: list[np.ndarray], f: np.ndarray) -> float:
             eds = [np.sqrt(max(n * n * blk.var(), 0)) + 0.001 for blk in blocks]
             total = sum(blk for blk in blocks).ravel()
             ratio = (np.linalg.norm(total - total.mean()) + eps) / (
-                sum(np.linalg.norm(blk.ravel() - m) for blk, m in zip(blocks, mus, strict=True)) + eps)
+                sum(np.linalg.norm(blk.ravel() - m) for blk, m in zip(blocks, mus, strict=True)) + eps
+            )
             ratio = 1 - eps if ratio > 1 else max(ratio, eps)
             p = min(math.tan(math.pi / 2 * ratio), 10)
             w = np.array([(e / n) ** p + eps for e in eds])
@@ -429,7 +447,9 @@ def test_fmi_matches_the_per_window_loop(feature, pair, fused):
 def test_fmi_pixel_is_tangs_edge_feature_fmi(pair, fused):
     a, b = pair
     assert M.fmi_pixel(fused, a, b) == M.fmi(fused, a, b, feature="edge")
-    assert M.fmi_pixel(fused, a, b) > M.fmi(fused, a, b, feature="none")  # the published range is the edge one
+    assert M.fmi_pixel(fused, a, b) > M.fmi(
+        fused, a, b, feature="none"
+    )  # the published range is the edge one
     with pytest.raises(ValueError, match="feature"):
         M.fmi(fused, a, b, feature="dct")
 
@@ -447,8 +467,23 @@ def test_matlab_sobel_edges_thins_a_step_to_one_column():
 
 # --- the literature's ordering: a copied source, the average, noise ------------------------------------------
 
-AVERAGE_BEATS_NOISE = ["MI", "VIF", "Qabf", "SSIM", "MS_SSIM", "CC", "PSNR", "FMI_pixel", "Q_MI", "Q_NCIE",
-                       "Q_G", "Q_P", "Q_CB", "Q_Y", "Q_S"]
+AVERAGE_BEATS_NOISE = [
+    "MI",
+    "VIF",
+    "Qabf",
+    "SSIM",
+    "MS_SSIM",
+    "CC",
+    "PSNR",
+    "FMI_pixel",
+    "Q_MI",
+    "Q_NCIE",
+    "Q_G",
+    "Q_P",
+    "Q_CB",
+    "Q_Y",
+    "Q_S",
+]
 
 
 @pytest.mark.parametrize("name", AVERAGE_BEATS_NOISE)
@@ -476,12 +511,28 @@ def test_copying_a_source_scores_high_on_mi_but_loses_the_other(pair, candidates
 # --- ranges and regression pins -----------------------------------------------------------------------------
 
 PINNED_CDD = {  # values of this implementation on the fixture pair (cdd convention)
-    "EN": 7.698960753004541, "SD": 63.80989165407542, "SF": 17.535409273142875, "AG": 6.431256115985722,
-    "MI": 2.7645101296624652, "SCD": 1.1930985466625545, "VIF": 0.5209997433957734, "Qabf": 0.40937844127246253,
-    "Nabf": 0.0006672576644290908, "SSIM": 0.7175886030605874, "MS_SSIM": 0.8443665666688926,
-    "CC": 0.799517333255128, "PSNR": 13.39852804875435, "MSE": 2633.720465959821, "FMI_pixel": 0.8055669684625256,
-    "Q_MI": 0.5332215060824343, "Q_NCIE": 0.8105831514351497, "Q_G": 0.32586517858599373, "Q_P": 0.5072923716828199,
-    "Q_CB": 0.4202962271903706, "Q_Y": 0.5763927583438536, "Q_S": 0.6761359807265467,
+    "EN": 7.698960753004541,
+    "SD": 63.80989165407542,
+    "SF": 17.535409273142875,
+    "AG": 6.431256115985722,
+    "MI": 2.7645101296624652,
+    "SCD": 1.1930985466625545,
+    "VIF": 0.5209997433957734,
+    "Qabf": 0.40937844127246253,
+    "Nabf": 0.0006672576644290908,
+    "SSIM": 0.7175886030605874,
+    "MS_SSIM": 0.8443665666688926,
+    "CC": 0.799517333255128,
+    "PSNR": 13.39852804875435,
+    "MSE": 2633.720465959821,
+    "FMI_pixel": 0.8055669684625256,
+    "Q_MI": 0.5332215060824343,
+    "Q_NCIE": 0.8105831514351497,
+    "Q_G": 0.32586517858599373,
+    "Q_P": 0.5072923716828199,
+    "Q_CB": 0.4202962271903706,
+    "Q_Y": 0.5763927583438536,
+    "Q_S": 0.6761359807265467,
 }
 
 
@@ -560,7 +611,6 @@ def test_input_checks(pair, fused):
         M.compute_metrics(fused, None, None, ["Qabf"])
     with pytest.raises(ValueError, match="both clean"):
         M.compute_metrics(fused, a, b, ["CC"], a_clean=a)
-
 
 
 def test_small_images_give_nan_where_a_window_does_not_fit(pair, fused):

@@ -12,7 +12,9 @@ from mmfuse_cli.sampling.sampler import DenoiserInputs, sample
 
 
 def _inputs(n, h, w):
-    return DenoiserInputs(2, 3, torch.tensor(0.5), torch.rand(n, 1, h, w), torch.rand(n, 1, h, w), torch.rand(n, 6))
+    return DenoiserInputs(
+        2, 3, torch.tensor(0.5), torch.rand(n, 1, h, w), torch.rand(n, 1, h, w), torch.rand(n, 6)
+    )
 
 
 def test_network_outputs_noise_estimate_and_weight_map_in_range():

@@ -108,7 +108,14 @@ def test_spec_round_trips_through_json(op):
 
 
 @pytest.mark.parametrize(
-    "spec", [{"type": "warp"}, {"type": "blur"}, {"type": "downsample", "factor": 0}, {"type": "blur", "std": -1}, []]
+    "spec",
+    [
+        {"type": "warp"},
+        {"type": "blur"},
+        {"type": "downsample", "factor": 0},
+        {"type": "blur", "std": -1},
+        [],
+    ],
 )
 def test_bad_specs_are_rejected(spec):
     with pytest.raises(ValueError):

@@ -19,7 +19,10 @@ def test_pairs_by_stem_across_extensions_and_reports_the_rest(tmp_path):
     _make(tmp_path / "b", ["1.jpg", "2.tif", "4.png", "dup.png"])
     (tmp_path / "a" / "notes.txt").write_text("ignored: not an image")
     result = pair_folders(tmp_path / "a", tmp_path / "b")
-    assert [(p.key, p.a.name, p.b.name) for p in result.pairs] == [("1", "1.png", "1.jpg"), ("2", "2.png", "2.tif")]
+    assert [(p.key, p.a.name, p.b.name) for p in result.pairs] == [
+        ("1", "1.png", "1.jpg"),
+        ("2", "2.png", "2.tif"),
+    ]
     assert [p.name for p in result.only_in_a] == ["3.png"]
     assert [p.name for p in result.only_in_b] == ["4.png"]
     assert set(result.ambiguous) == {"dup"}

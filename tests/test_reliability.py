@@ -60,7 +60,9 @@ def test_kill_9_then_skip_existing_equals_an_uninterrupted_run(tmp_path, checkpo
     common = ["--model", str(checkpoint), "--a-noise", "0.03", "--b-noise", "0.03", "-q"]
     assert _run([str(a), str(b), "-o", str(reference), *common]).returncode == 0
 
-    proc = subprocess.Popen([*CLI, "run", str(a), str(b), "-o", str(resumed), *common], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, "run", str(a), str(b), "-o", str(resumed), *common], stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and len(list(resumed.glob("*.png"))) < 3:
         time.sleep(0.01)
@@ -101,6 +103,7 @@ def test_full_disk_stops_the_run_cleanly_and_keeps_finished_outputs(tmp_path, ch
         def preexec():
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (one_file // 2, one_file // 2))
+
     try:
         out = disk / "out"
         report = tmp_path / "run.csv"
@@ -177,8 +180,14 @@ def test_duplicate_stems_and_missing_partners_are_reported(tmp_path, checkpoint)
         ("{broken", "not valid JSON"),
         ('{"schema": "mmfuse.degradation", "schema_version": 1, "degradation": {"scale": 1000}}', "scale"),
         ('{"schema": "mmfuse.degradation", "schema_version": 1, "degradation": {"noise": -1}}', "noise"),
-        ('{"schema": "mmfuse.degradation", "schema_version": 1, "degradation": {}, "extra": 1}', "unknown field"),
-        ('{"schema": "mmfuse.degradation", "schema_version": 1, "degradation": {}, "files": ["../../x"]}', "outside"),
+        (
+            '{"schema": "mmfuse.degradation", "schema_version": 1, "degradation": {}, "extra": 1}',
+            "unknown field",
+        ),
+        (
+            '{"schema": "mmfuse.degradation", "schema_version": 1, "degradation": {}, "files": ["../../x"]}',
+            "outside",
+        ),
     ],
 )
 def test_bad_sidecars_are_rejected_before_any_work(tmp_path, checkpoint, content, match):
@@ -192,5 +201,19 @@ def test_bad_sidecars_are_rejected_before_any_work(tmp_path, checkpoint, content
 
 def test_quiet_run_prints_nothing_but_errors(tmp_path, checkpoint):
     a, b = _pairs(tmp_path, 2, size=64)
-    proc = _run([str(a), str(b), "-o", str(tmp_path / "out"), "--model", str(checkpoint), "--a-noise", "0.01", "--b-noise", "0.01", "-q"])
+    proc = _run(
+        [
+            str(a),
+            str(b),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            str(checkpoint),
+            "--a-noise",
+            "0.01",
+            "--b-noise",
+            "0.01",
+            "-q",
+        ]
+    )
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""

@@ -43,8 +43,19 @@ def pairs(tmp_path):
         write_image(clean_a / f"p{i}.png", np.rot90(camera(64, 64), i).copy(), 8)
         write_image(clean_b / f"p{i}.png", np.rot90(astronaut(64, 64), i).copy(), 8)
     a, b = tmp_path / "a", tmp_path / "b"
-    assert runner.invoke(app, ["degrade", str(clean_a), "-o", str(a), "--blur", "1.5", "--scale", "2", "--noise", "0.05", "-q"]).exit_code == 0
-    assert runner.invoke(app, ["degrade", str(clean_b), "-o", str(b), "--blur", "1.5", "--noise", "0.05", "-q"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app,
+            ["degrade", str(clean_a), "-o", str(a), "--blur", "1.5", "--scale", "2", "--noise", "0.05", "-q"],
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(
+            app, ["degrade", str(clean_b), "-o", str(b), "--blur", "1.5", "--noise", "0.05", "-q"]
+        ).exit_code
+        == 0
+    )
     return a, b
 
 
@@ -56,7 +67,9 @@ def _rows(path):
 def test_run_fuses_every_pair_keeps_colour_and_reports(pairs, checkpoint, tmp_path):
     a, b = pairs
     out = tmp_path / "out"
-    result = runner.invoke(app, ["run", str(a), str(b), "-o", str(out), "--model", str(checkpoint), "--save-sources", "-q"])
+    result = runner.invoke(
+        app, ["run", str(a), str(b), "-o", str(out), "--model", str(checkpoint), "--save-sources", "-q"]
+    )
     assert result.exit_code == 0, result.output
     rows = _rows(out / "run.csv")
     assert [r["status"] for r in rows] == ["ok"] * 3
@@ -145,11 +158,18 @@ def test_fuser_runs_the_network_channels_last_with_the_values_of_the_plain_layou
     deg = Degradation(blur=1.0, noise=0.02)
     ya, yb = (torch.from_numpy(v.copy())[None, None] for v in (x, x[::-1]))
     with torch.inference_mode():
-        plain = sample(model.net, ObservationBatch(Observation(ya, deg)), ObservationBatch(Observation(yb, deg)), model.sampler)
+        plain = sample(
+            model.net,
+            ObservationBatch(Observation(ya, deg)),
+            ObservationBatch(Observation(yb, deg)),
+            model.sampler,
+        )
     exact = replace(deg, bits=0)
     fused = Fuser(model).fuse(x, x[::-1].copy(), exact, exact)
     assert model.net.stem.weight.is_contiguous(memory_format=torch.channels_last)
-    assert np.abs(plain.f[0, 0].clamp(0, 1).numpy() - plain.x1[0, 0].clamp(0, 1).numpy()).max() > 1e-3  # not trivial
+    assert (
+        np.abs(plain.f[0, 0].clamp(0, 1).numpy() - plain.x1[0, 0].clamp(0, 1).numpy()).max() > 1e-3
+    )  # not trivial
     np.testing.assert_allclose(fused.fused, plain.f[0, 0].clamp(0, 1).numpy(), atol=1e-5)
     np.testing.assert_allclose(fused.a, plain.x1[0, 0].clamp(0, 1).numpy(), atol=1e-5)
 
@@ -172,7 +192,13 @@ def test_usage_errors_exit_2(pairs, checkpoint, tmp_path):
     assert runner.invoke(app, [*base, "--format", "gif"]).exit_code == 2
     assert runner.invoke(app, [*base, "--a-noise", "-1"]).exit_code == 2
     assert runner.invoke(app, [*base, "--task", "xray"]).exit_code == 2
-    assert runner.invoke(app, ["run", str(a), str(b), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "none.safetensors")]).exit_code == 2
+    assert (
+        runner.invoke(
+            app,
+            ["run", str(a), str(b), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "none.safetensors")],
+        ).exit_code
+        == 2
+    )
 
 
 def test_pairs_from_stdin_and_json_lines_through_a_real_shell(pairs, checkpoint, tmp_path, mmfuse_cmd):
@@ -180,7 +206,7 @@ def test_pairs_from_stdin_and_json_lines_through_a_real_shell(pairs, checkpoint,
     out = tmp_path / "out"
     cmd = " ".join(mmfuse_cmd)
     script = (
-        f"for f in {a}/*.png; do printf '%s\\t%s\\n' \"$f\" \"{b}/$(basename $f)\"; done"
+        f'for f in {a}/*.png; do printf \'%s\\t%s\\n\' "$f" "{b}/$(basename $f)"; done'
         f" | {cmd} run --pairs - -o {out} --model {checkpoint} --json"
     )
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
@@ -229,9 +255,18 @@ def test_input_bits_overrides_what_the_model_is_told(tmp_path, checkpoint):
     a, b = _folders(tmp_path, {"p": (8, 16)})
     fuser, seen = _bit_depth_recording_fuser(checkpoint)
     run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "o1"))
-    run_pairs(pair_folders(a, b).pairs, fuser, RunOptions(output_dir=tmp_path / "o2", source_a=SourceRequest(bits=0), source_b=SourceRequest(bits=0)))
+    run_pairs(
+        pair_folders(a, b).pairs,
+        fuser,
+        RunOptions(
+            output_dir=tmp_path / "o2", source_a=SourceRequest(bits=0), source_b=SourceRequest(bits=0)
+        ),
+    )
     assert seen == [(8, 16), (0, 0)]
-    result = runner.invoke(app, ["run", str(a), str(b), "-o", str(tmp_path / "o3"), "--model", str(checkpoint), "--input-bits", "17"])
+    result = runner.invoke(
+        app,
+        ["run", str(a), str(b), "-o", str(tmp_path / "o3"), "--model", str(checkpoint), "--input-bits", "17"],
+    )
     assert result.exit_code == 2 and "--input-bits" in result.output
 
 
@@ -251,9 +286,25 @@ def test_a_source_stored_as_pixel_blocks_comes_back_as_blocks_with_the_grid_flag
         (tmp_path / folder).mkdir()
         write_image(tmp_path / folder / "s.png", img, 8)
     for side in ("a", "b"):
-        degrade = ["degrade", str(tmp_path / f"clean_{side}"), "-o", str(tmp_path / side), "--blur", "1.5", "-q"]
+        degrade = [
+            "degrade",
+            str(tmp_path / f"clean_{side}"),
+            "-o",
+            str(tmp_path / side),
+            "--blur",
+            "1.5",
+            "-q",
+        ]
         assert runner.invoke(app, degrade).exit_code == 0
-    base = ["run", str(tmp_path / "a"), str(tmp_path / "b"), "--model", str(checkpoint), "--save-sources", "-q"]
+    base = [
+        "run",
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+        "--model",
+        str(checkpoint),
+        "--save-sources",
+        "-q",
+    ]
     assert runner.invoke(app, [*base, "-o", str(tmp_path / "plain")]).exit_code == 0
     result = runner.invoke(app, [*base, "-o", str(tmp_path / "grid"), "--a-grid", "2"])
     assert result.exit_code == 0, result.output
@@ -266,6 +317,7 @@ def test_a_source_stored_as_pixel_blocks_comes_back_as_blocks_with_the_grid_flag
     assert np.mean((on_grid - truth) ** 2) < 0.9 * np.mean((plain - truth) ** 2)
     # the sidecar's degradation (blur 1.5) still applies: the flag sets only the grid
     assert np.mean((on_grid - truth) ** 2) < np.mean((read_image(tmp_path / "a/s.png").pixels - clean_a) ** 2)
+
     # the PET's colour (chroma) is carried over on the same blocks
     def chroma_spread(run: str) -> float:  # mean over blocks: the fused luminance is not held to the grid
         chroma = rgb_to_ycbcr(read_image(tmp_path / run / "s.png").pixels)[..., 1:]
@@ -280,10 +332,14 @@ def test_tiles_keep_a_sources_pixel_grid(checkpoint):
     from mmfuse_cli.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint)
-    blocky = np.repeat(np.repeat(camera(70, 80), 2, 0), 2, 1)  # 140 x 160; odd tile and overlap sizes are rounded to the grid
+    blocky = np.repeat(
+        np.repeat(camera(70, 80), 2, 0), 2, 1
+    )  # 140 x 160; odd tile and overlap sizes are rounded to the grid
     deg = Degradation(blur=1.0, noise=0.02, grid=2)
     whole = Fuser(model).fuse(blocky, blocky[::-1].copy(), deg, Degradation(blur=1.0, noise=0.02))
-    tiled = Fuser(model, FuseConfig(tile=65, overlap=15)).fuse(blocky, blocky[::-1].copy(), deg, Degradation(blur=1.0, noise=0.02))
+    tiled = Fuser(model, FuseConfig(tile=65, overlap=15)).fuse(
+        blocky, blocky[::-1].copy(), deg, Degradation(blur=1.0, noise=0.02)
+    )
     assert _max_block_spread(whole.a[..., None]) < 1e-6 and _max_block_spread(tiled.a[..., None]) < 1e-6
     assert np.abs(tiled.a - whole.a).mean() < 0.01 and np.abs(tiled.fused - whole.fused).mean() < 0.01
 
@@ -298,9 +354,14 @@ def test_a_grid_stated_for_undegraded_files_that_lack_it_fails_those_pairs_only(
     for stem in ("blocks", "plain"):
         write_image(b / f"{stem}.png", astronaut(64, 64), 8)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["run", str(a), str(b), "-o", str(out), "--model", str(checkpoint), "--a-grid", "2", "-q"])
+    result = runner.invoke(
+        app, ["run", str(a), str(b), "-o", str(out), "--model", str(checkpoint), "--a-grid", "2", "-q"]
+    )
     assert result.exit_code == 1
     rows = {r["item"]: r for r in _rows(out / "run.csv")}
     assert rows["blocks"]["status"] == "ok" and rows["plain"]["status"] == "failed"
-    assert "plain.png: a 2x2 pixel grid was stated, but this undegraded file is not stored as 2x2 blocks" in rows["plain"]["reason"]
+    assert (
+        "plain.png: a 2x2 pixel grid was stated, but this undegraded file is not stored as 2x2 blocks"
+        in rows["plain"]["reason"]
+    )
     assert not (out / "plain.png").exists()

@@ -60,7 +60,13 @@ def test_identity_operators_zero_noise_zero_e_return_the_observations():
     clean = Degradation(bits=0)
     params = SamplerParameters(3)
     for damping in ("learned", "ddnm", "none"):
-        out = sample(ZeroDenoiser(0.3), ObservationBatch(Observation(y1, clean)), ObservationBatch(Observation(y2, clean)), params, damping=damping)
+        out = sample(
+            ZeroDenoiser(0.3),
+            ObservationBatch(Observation(y1, clean)),
+            ObservationBatch(Observation(y2, clean)),
+            params,
+            damping=damping,
+        )
         assert torch.allclose(out.x1, y1, atol=1e-6)
         assert torch.allclose(out.x2, y2, atol=1e-6)
         # the fusion row moves from (y1 + y2) / 2 towards m y1 + (1 - m) y2 by a fraction lam per step
@@ -78,7 +84,13 @@ def test_steps_count_down_and_the_network_is_called_once_per_step():
     y = torch.rand(1, 1, 16, 16)
     den = ZeroDenoiser()
     params = SamplerParameters(3)
-    sample(den, ObservationBatch(Observation(y, Degradation(bits=0))), ObservationBatch(Observation(y, Degradation(bits=0))), params, steps=5)
+    sample(
+        den,
+        ObservationBatch(Observation(y, Degradation(bits=0))),
+        ObservationBatch(Observation(y, Degradation(bits=0))),
+        params,
+        steps=5,
+    )
     assert [c[1] for c in den.calls] == [5, 4, 3, 2, 1]
 
 
@@ -96,7 +108,11 @@ def test_odd_sizes_are_padded_for_the_network_and_cropped_back():
 
 def test_a_batch_with_different_operators_per_sample_equals_separate_runs():
     base = torch.from_numpy(camera(32, 32))[None, None]
-    degs_a = [Degradation(bits=0, blur=1.5, scale=2, noise=0.02), Degradation(bits=0, noise=0.08), Degradation(bits=0, scale=4)]
+    degs_a = [
+        Degradation(bits=0, blur=1.5, scale=2, noise=0.02),
+        Degradation(bits=0, noise=0.08),
+        Degradation(bits=0, scale=4),
+    ]
     degs_b = [Degradation(bits=0, blur=2.0), Degradation(bits=0), Degradation(bits=0, blur=1.0, noise=0.05)]
     obs_a = [_obs(base, d, i) for i, d in enumerate(degs_a)]
     obs_b = [_obs(base.flip(-1), d, 10 + i) for i, d in enumerate(degs_b)]
@@ -155,7 +171,9 @@ def test_observations_know_their_rounding_noise():
     assert Observation(y, Degradation(bits=0)).quantisation == 0.0
     # 8-bit rounding: uniform error over one step of 1/255, std = step / sqrt(12)
     assert Observation(y, Degradation(bits=8)).quantisation_std == pytest.approx(1 / (255 * 12**0.5))
-    batch = ObservationBatch([Observation(y, Degradation(bits=8, noise=0.03)), Observation(y, Degradation(bits=0, noise=0.03))])
+    batch = ObservationBatch(
+        [Observation(y, Degradation(bits=8, noise=0.03)), Observation(y, Degradation(bits=0, noise=0.03))]
+    )
     assert batch.quantisation(2, "cpu").tolist() == [1.0, 0.0]
     expected = [(0.03**2 + 1 / (255**2 * 12)) ** 0.5, 0.03]
     assert batch.total_noise(2, "cpu").tolist() == pytest.approx(expected, rel=1e-6)
@@ -189,7 +207,12 @@ def test_the_denoiser_sees_each_sources_quantisation():
             return super().__call__(z, inputs)
 
     y = torch.from_numpy(camera(16, 16))[None, None]
-    sample(Recorder(), ObservationBatch(Observation(y, Degradation(bits=8))), ObservationBatch(Observation(y, Degradation(bits=16))), SamplerParameters(2))
+    sample(
+        Recorder(),
+        ObservationBatch(Observation(y, Degradation(bits=8))),
+        ObservationBatch(Observation(y, Degradation(bits=16))),
+        SamplerParameters(2),
+    )
     assert len(seen) == 2 and seen[0][0].tolist() == pytest.approx([1.0, 255 / 65535])
 
 
@@ -207,12 +230,18 @@ class FixedRandomDenoiser:
 
 def test_exact_final_fusion_makes_the_fused_image_the_weighted_restored_sources():
     x = torch.from_numpy(camera(32, 32))[None, None]
-    o1 = ObservationBatch(_obs(x, Degradation(bits=0, noise=0.05), 1))  # noisy: the damping keeps lam far below 1
+    o1 = ObservationBatch(
+        _obs(x, Degradation(bits=0, noise=0.05), 1)
+    )  # noisy: the damping keeps lam far below 1
     o2 = ObservationBatch(_obs(x.flip(-1), Degradation(bits=0, blur=1.5, noise=0.05), 2))
     damped = sample(FixedRandomDenoiser(), o1, o2, SamplerParameters(3))
     exact = sample(FixedRandomDenoiser(), o1, o2, SamplerParameters(3, exact_final_fusion=True))
     # the restored sources and the weight map do not change, only the fused row
-    assert torch.equal(exact.x1, damped.x1) and torch.equal(exact.x2, damped.x2) and torch.equal(exact.m, damped.m)
+    assert (
+        torch.equal(exact.x1, damped.x1)
+        and torch.equal(exact.x2, damped.x2)
+        and torch.equal(exact.m, damped.m)
+    )
     weighted = exact.m * exact.x1 + (1 - exact.m) * exact.x2
     assert torch.allclose(exact.f, weighted, atol=1e-6)
     assert (damped.f - weighted).abs().mean() > 1e-3  # as written in DESIGN.md the fused row stays damped
@@ -227,7 +256,10 @@ def test_a_known_pixel_grid_is_imposed_on_the_last_steps_result_only():
 
     x = torch.from_numpy(camera(32, 48))[None, None]
     blocky = project_to_grid(x, 2)
-    plain_deg, grid_deg = Degradation(bits=0, blur=1.5, noise=0.02), Degradation(bits=0, blur=1.5, noise=0.02, grid=2)
+    plain_deg, grid_deg = (
+        Degradation(bits=0, blur=1.5, noise=0.02),
+        Degradation(bits=0, blur=1.5, noise=0.02, grid=2),
+    )
     y1 = _obs(blocky, plain_deg, 1).y
     o2 = ObservationBatch(_obs(x.flip(-1), Degradation(bits=0, blur=1.0), 2))
     params = SamplerParameters(3, exact_final_fusion=True)

@@ -35,7 +35,9 @@ def test_shipped_checkpoint_denoises_unseen_8bit_photographs(task):
     # the fused image beats the plain average of the noisy inputs on edge transfer and fidelity to the clean sources
     fused = compute_metrics(out.fused, a, b, names="Qabf,VIF")
     average = compute_metrics(0.5 * (ya + yb), a, b, names="Qabf,VIF")
-    assert fused["Qabf"] > average["Qabf"] + 0.02 and fused["VIF"] > average["VIF"] + 0.05  # measured: +0.05, +0.10
+    assert (
+        fused["Qabf"] > average["Qabf"] + 0.02 and fused["VIF"] > average["VIF"] + 0.05
+    )  # measured: +0.05, +0.10
 
 
 def test_shipped_mif_checkpoint_restores_a_pixel_replicated_scan_when_told_its_grid():

@@ -35,17 +35,42 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Restore and fuse degraded multi-modal image pairs in batch."""
 
 
-app.command("info", help="Versions, compute device and threads.", short_help="Versions, device, threads.")(info_cmd.info)
-app.command("run", help="Restore and fuse every pair of two folders; write fused images + run.csv.", short_help="Restore + fuse image pairs.")(run_cmd.run)
-app.command("degrade", help="Synthesize degraded copies of clean images (+ degradation.json sidecar).", short_help="Synthesize degradations.")(degrade_cmd.degrade)
-app.command("evaluate", help="Objective fusion metrics (EN, MI, VIF, Qabf, SSIM ...) of fused images vs their sources.", short_help="Fusion metrics.")(evaluate_cmd.evaluate)
-app.add_typer(weights_cmd.weights_app, name="weights", help="Checkpoints: list, pull (download + verify), verify, path.", short_help="List, pull, verify checkpoints.")
-app.command("train", help="Train the fusion model (reproduces the shipped checkpoints).", short_help="Train a checkpoint.")(train_cmd.train)
+app.command("info", help="Versions, compute device and threads.", short_help="Versions, device, threads.")(
+    info_cmd.info
+)
+app.command(
+    "run",
+    help="Restore and fuse every pair of two folders; write fused images + run.csv.",
+    short_help="Restore + fuse image pairs.",
+)(run_cmd.run)
+app.command(
+    "degrade",
+    help="Synthesize degraded copies of clean images (+ degradation.json sidecar).",
+    short_help="Synthesize degradations.",
+)(degrade_cmd.degrade)
+app.command(
+    "evaluate",
+    help="Objective fusion metrics (EN, MI, VIF, Qabf, SSIM ...) of fused images vs their sources.",
+    short_help="Fusion metrics.",
+)(evaluate_cmd.evaluate)
+app.add_typer(
+    weights_cmd.weights_app,
+    name="weights",
+    help="Checkpoints: list, pull (download + verify), verify, path.",
+    short_help="List, pull, verify checkpoints.",
+)
+app.command(
+    "train",
+    help="Train the fusion model (reproduces the shipped checkpoints).",
+    short_help="Train a checkpoint.",
+)(train_cmd.train)
 
 
 def main() -> None:

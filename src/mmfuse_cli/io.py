@@ -64,7 +64,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     """
     path = Path(path)
     if not is_image_file(path):
-        raise ImageError(f"{path}: unsupported extension '{path.suffix}' (expected one of {', '.join(IMAGE_EXTENSIONS)})")
+        raise ImageError(
+            f"{path}: unsupported extension '{path.suffix}' (expected one of {', '.join(IMAGE_EXTENSIONS)})"
+        )
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     if path.stat().st_size == 0:

@@ -53,7 +53,9 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
     found = [
         p
         for p in folder.glob(pattern)
-        if p.is_file() and is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if p.is_file()
+        and is_image_file(p)
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     ]
     return sorted(found)
 

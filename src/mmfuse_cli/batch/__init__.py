@@ -1,0 +1,1 @@
+"""Batch jobs over folders as pure stages: fuse (load -> fuse -> write), degrade, evaluate."""

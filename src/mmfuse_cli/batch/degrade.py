@@ -67,6 +67,8 @@ def _iter_degrade(job: DegradeJob) -> Iterator[ItemResult]:
             yield ItemResult(key, "failed", message, time.perf_counter() - start)
             continue
         except OSError as exc:
-            yield ItemResult(key, "failed", f"{target}: cannot write ({exc.strerror or exc})", time.perf_counter() - start)
+            yield ItemResult(
+                key, "failed", f"{target}: cannot write ({exc.strerror or exc})", time.perf_counter() - start
+            )
             continue
         yield ItemResult(key, "ok", "", time.perf_counter() - start, str(target))

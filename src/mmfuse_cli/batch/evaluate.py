@@ -140,14 +140,21 @@ def evaluate_item(item: EvalItem, job: EvalJob) -> ItemResult:
     shape = images["fused"].shape
     for role, img in images.items():
         if img.shape != shape:
-            reason = (f"{item.files['fused']}: size {shape[1]}x{shape[0]} does not match the {_label(role)} image "
-                      f"{item.files[role]} ({img.shape[1]}x{img.shape[0]})")
+            reason = (
+                f"{item.files['fused']}: size {shape[1]}x{shape[0]} does not match the {_label(role)} image "
+                f"{item.files[role]} ({img.shape[1]}x{img.shape[0]})"
+            )
             return ItemResult(item.key, "failed", reason, time.perf_counter() - start)
     try:
         values = compute_metrics(
-            images["fused"], images["a"], images["b"], job.names,
-            a_clean=images.get("a_clean"), b_clean=images.get("b_clean"),
-            convention=job.convention, against=job.against,
+            images["fused"],
+            images["a"],
+            images["b"],
+            job.names,
+            a_clean=images.get("a_clean"),
+            b_clean=images.get("b_clean"),
+            convention=job.convention,
+            against=job.against,
         )
     except ValueError as exc:
         return ItemResult(item.key, "failed", f"{item.files['fused']}: {exc}", time.perf_counter() - start)
@@ -160,8 +167,9 @@ def iter_evaluate(job: EvalJob, items: list[EvalItem] | None = None) -> Iterator
         yield evaluate_item(item, job)
 
 
-def evaluate_folders(job: EvalJob, on_item: Callable[[ItemResult], None] | None = None,
-                     items: list[EvalItem] | None = None) -> list[ItemResult]:
+def evaluate_folders(
+    job: EvalJob, on_item: Callable[[ItemResult], None] | None = None, items: list[EvalItem] | None = None
+) -> list[ItemResult]:
     """Score every key of the job (or the given ``items``); ``on_item`` sees each result as it is produced."""
     results = []
     for result in iter_evaluate(job, items):
@@ -177,8 +185,12 @@ def result_row(result: ItemResult, job: EvalJob) -> dict[str, Any]:
     row: dict[str, Any] = {"item": result.key, "status": result.status}
     for name in job.columns:
         row[name] = result.extra.get(name)
-    row.update(seconds=round(result.seconds, 4), reason=result.reason, convention=job.convention,
-               reference=job.reference)
+    row.update(
+        seconds=round(result.seconds, 4),
+        reason=result.reason,
+        convention=job.convention,
+        reference=job.reference,
+    )
     return row
 
 
@@ -191,6 +203,10 @@ def mean_row(results: list[ItemResult], job: EvalJob) -> dict[str, Any]:
         values = [r.extra.get(name) for r in ok]
         defined = [v for v in values if v is not None and not math.isnan(v)]
         row[name] = float(np.mean(defined)) if defined else None
-    row.update(seconds=round(sum(r.seconds for r in results), 4), reason=f"{len(ok)} of {len(results)} pair(s)",
-               convention=job.convention, reference=job.reference)
+    row.update(
+        seconds=round(sum(r.seconds for r in results), 4),
+        reason=f"{len(ok)} of {len(results)} pair(s)",
+        convention=job.convention,
+        reference=job.reference,
+    )
     return row

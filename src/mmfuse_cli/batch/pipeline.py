@@ -72,7 +72,9 @@ class RunOptions:
         self.output_dir = Path(self.output_dir)
         self.out_format = self.out_format.lower().lstrip(".")
         if self.out_format not in OUTPUT_FORMATS:
-            raise InvalidValueError("out_format", f"must be one of {', '.join(OUTPUT_FORMATS)}, got {self.out_format!r}")
+            raise InvalidValueError(
+                "out_format", f"must be one of {', '.join(OUTPUT_FORMATS)}, got {self.out_format!r}"
+            )
         if self.bit_depth not in (None, 8, 16):
             raise InvalidValueError("bit_depth", f"must be 8 or 16, got {self.bit_depth}")
         if self.bit_depth == 16 and self.out_format in EIGHT_BIT_FORMATS:
@@ -100,7 +102,9 @@ def output_path(options: RunOptions, key: str, kind: str = "fused") -> Path:
     return base / f"{key}.{options.out_format}"
 
 
-def make_resolver(options: RunOptions, on_warning: Callable[[str], None] | None = None) -> DegradationResolver:
+def make_resolver(
+    options: RunOptions, on_warning: Callable[[str], None] | None = None
+) -> DegradationResolver:
     """The run's one :class:`DegradationResolver` (what was stated about each source, then sidecars, then clean)."""
     return DegradationResolver(options.source_a, options.source_b, on_warning)
 
@@ -116,7 +120,12 @@ def load_pair(pair: Pair, resolver: DegradationResolver) -> LoadedPair | ItemRes
     except (ImageError, ResolveError, ValueError) as exc:
         return ItemResult(pair.key, "failed", str(exc), time.perf_counter() - start)
     except OSError as exc:
-        return ItemResult(pair.key, "failed", f"{exc.filename or pair.a}: {exc.strerror or exc}", time.perf_counter() - start)
+        return ItemResult(
+            pair.key,
+            "failed",
+            f"{exc.filename or pair.a}: {exc.strerror or exc}",
+            time.perf_counter() - start,
+        )
     return LoadedPair(pair, a, b, source_a, source_b, time.perf_counter() - start)
 
 
@@ -134,7 +143,10 @@ def fuse_group(group: list[LoadedPair], fuser: Fuser) -> list[FusedPair] | list[
         )
     except (FusionError, ValueError, RuntimeError) as exc:
         elapsed = time.perf_counter() - start
-        return [ItemResult(g.pair.key, "failed", f"{g.pair.a}: {exc}", g.seconds + elapsed / len(group)) for g in group]
+        return [
+            ItemResult(g.pair.key, "failed", f"{g.pair.a}: {exc}", g.seconds + elapsed / len(group))
+            for g in group
+        ]
 
 
 def write_pair(loaded: LoadedPair, fused: FusedPair, options: RunOptions, seconds: float) -> ItemResult:
@@ -201,9 +213,10 @@ def run_pairs(
 
     resolver = resolver or make_resolver(options, on_warning)
     pending_writes: deque[Future] = deque()
-    with ThreadPoolExecutor(max(1, options.prefetch // 2), thread_name_prefix="mmfuse-read") as readers, ThreadPoolExecutor(
-        options.writer_threads, thread_name_prefix="mmfuse-write"
-    ) as writers:
+    with (
+        ThreadPoolExecutor(max(1, options.prefetch // 2), thread_name_prefix="mmfuse-read") as readers,
+        ThreadPoolExecutor(options.writer_threads, thread_name_prefix="mmfuse-write") as writers,
+    ):
 
         def drain(limit: int) -> None:
             while len(pending_writes) > limit or (pending_writes and pending_writes[0].done()):
@@ -227,11 +240,19 @@ def run_pairs(
         done = {r.key for r in results}
         for pair in pairs:
             if pair.key not in done:
-                emit(ItemResult(pair.key, "failed", f"not processed: run stopped after a fatal write error ({stop_reason[0]})"))
+                emit(
+                    ItemResult(
+                        pair.key,
+                        "failed",
+                        f"not processed: run stopped after a fatal write error ({stop_reason[0]})",
+                    )
+                )
     return results
 
 
-def _prefetched(pairs: Iterable[Pair], options: RunOptions, resolver: DegradationResolver, pool: ThreadPoolExecutor, emit):
+def _prefetched(
+    pairs: Iterable[Pair], options: RunOptions, resolver: DegradationResolver, pool: ThreadPoolExecutor, emit
+):
     """Yield loaded pairs in order, decoding up to ``options.prefetch`` ahead; emit skips/failures directly."""
     queue: deque[tuple[Pair, Future | None]] = deque()
     iterator = iter(pairs)
@@ -278,4 +299,9 @@ def _batches(loaded: Iterator[LoadedPair], size: int) -> Iterator[list[LoadedPai
 
 def _signature(item: LoadedPair) -> tuple:
     """Pairs with equal signatures can share a network batch: sizes and whole degradations (bit depths too)."""
-    return (item.a.pixels.shape[:2], item.b.pixels.shape[:2], item.source_a.degradation, item.source_b.degradation)
+    return (
+        item.a.pixels.shape[:2],
+        item.b.pixels.shape[:2],
+        item.source_a.degradation,
+        item.source_b.degradation,
+    )

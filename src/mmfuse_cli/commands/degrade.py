@@ -14,12 +14,18 @@ from mmfuse_cli.report.rows import EXIT_USAGE, RowSink, exit_code
 
 def degrade(
     input_dir: Path = typer.Argument(..., help="Folder of clean images."),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder for the degraded images and degradation.json."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Folder for the degraded images and degradation.json."
+    ),
     blur: float = typer.Option(0.0, "--blur", help="Gaussian blur std in pixels (0 = none)."),
-    noise: float = typer.Option(0.0, "--noise", help="Additive Gaussian noise std in [0, 1] intensity units."),
+    noise: float = typer.Option(
+        0.0, "--noise", help="Additive Gaussian noise std in [0, 1] intensity units."
+    ),
     scale: int = typer.Option(1, "--scale", help="Integer downsampling factor (r x r average pooling)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed; same seed -> byte-identical outputs."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders, keeping the tree."),
+    recursive: bool = typer.Option(
+        False, "--recursive", "-r", help="Descend into sub-folders, keeping the tree."
+    ),
     bit_depth: int | None = typer.Option(None, "--bit-depth", help="Force 8 or 16 bits (default: as input)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),

@@ -19,16 +19,33 @@ from mmfuse_cli.report.rows import EXIT_ITEMS_FAILED, EXIT_USAGE, RowSink, exit_
 
 def evaluate(
     fused_dir: Path = typer.Argument(..., help="Folder of fused images (colour is scored on its luminance)."),
-    a_dir: Path = typer.Option(..., "--a", "--ir", help="Folder of source A images (infrared / CT, PET, SPECT)."),
+    a_dir: Path = typer.Option(
+        ..., "--a", "--ir", help="Folder of source A images (infrared / CT, PET, SPECT)."
+    ),
     b_dir: Path = typer.Option(..., "--b", "--vis", help="Folder of source B images (visible / MRI)."),
-    a_clean: Path | None = typer.Option(None, "--a-clean", help="Clean references of A (adds PSNR_A, SSIM_A ...)."),
-    b_clean: Path | None = typer.Option(None, "--b-clean", help="Clean references of B (give both or neither)."),
-    metrics: str = typer.Option("default", "-m", "--metrics",
-                                help="Comma-separated metric names, case-insensitive; or default, all, liu."),
-    convention: str = typer.Option("cdd", "--convention", help="Toolbox definitions: cdd, tang, vifb or liu."),
-    against: str = typer.Option("auto", "--against",
-                                help="Source metrics against the given sources or the clean ones: auto, given, clean."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Write the rows to this file instead of stdout."),
+    a_clean: Path | None = typer.Option(
+        None, "--a-clean", help="Clean references of A (adds PSNR_A, SSIM_A ...)."
+    ),
+    b_clean: Path | None = typer.Option(
+        None, "--b-clean", help="Clean references of B (give both or neither)."
+    ),
+    metrics: str = typer.Option(
+        "default",
+        "-m",
+        "--metrics",
+        help="Comma-separated metric names, case-insensitive; or default, all, liu.",
+    ),
+    convention: str = typer.Option(
+        "cdd", "--convention", help="Toolbox definitions: cdd, tang, vifb or liu."
+    ),
+    against: str = typer.Option(
+        "auto",
+        "--against",
+        help="Source metrics against the given sources or the clean ones: auto, given, clean.",
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Write the rows to this file instead of stdout."
+    ),
     json_out: bool = typer.Option(False, "--json", help="JSON Lines instead of CSV."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Match files in sub-folders too."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table (errors still print)."),
@@ -51,7 +68,10 @@ def evaluate(
         raise typer.Exit(EXIT_ITEMS_FAILED)
     if unfused:
         shown = ", ".join(unfused[:5]) + (" ..." if len(unfused) > 5 else "")
-        report_warning(console, f"{len(unfused)} source pair(s) have no fused image in {fused_dir}, not evaluated: {shown}")
+        report_warning(
+            console,
+            f"{len(unfused)} source pair(s) have no fused image in {fused_dir}, not evaluated: {shown}",
+        )
     with progress_bar(console, len(items), f"evaluate ({len(job.columns)} metrics)") as bar:
 
         def on_item(result):
@@ -113,8 +133,12 @@ def _tables(rows: list[dict[str, Any]], job: EvalJob, width: int) -> list[Table]
         for name in chunk:
             table.add_column(headers[name], justify="right", no_wrap=True)
         for i, (row, label) in enumerate(zip(rows, labels, strict=True)):
-            table.add_row(label, *(_fmt(row[n]) for n in chunk), style="bold" if row["item"] == "mean" else None,
-                          end_section=i == len(rows) - 2)
+            table.add_row(
+                label,
+                *(_fmt(row[n]) for n in chunk),
+                style="bold" if row["item"] == "mean" else None,
+                end_section=i == len(rows) - 2,
+            )
         tables.append(table)
     return tables
 

@@ -42,11 +42,17 @@ def _source(side: str, blur, noise, scale, grid, bits) -> SourceRequest:
 
 def run(
     a_dir: Optional[Path] = typer.Argument(None, help="Folder of IR / functional (CT, PET, SPECT) images."),
-    b_dir: Optional[Path] = typer.Argument(None, help="Folder of visible / MRI images (paired by file stem)."),
+    b_dir: Optional[Path] = typer.Argument(
+        None, help="Folder of visible / MRI images (paired by file stem)."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder for fused images and run.csv."),
-    pairs_file: Optional[str] = typer.Option(None, "--pairs", help="Read 'a_path<TAB>b_path' lines from FILE or - (stdin)."),
+    pairs_file: Optional[str] = typer.Option(
+        None, "--pairs", help="Read 'a_path<TAB>b_path' lines from FILE or - (stdin)."
+    ),
     task: Optional[str] = typer.Option(None, "--task", help="ivif or mif (default: the checkpoint's task)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint NAME (see mmfuse weights list) or PATH."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Checkpoint NAME (see mmfuse weights list) or PATH."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps T (default: as trained, 3)."),
     a_blur: Optional[float] = typer.Option(None, "--a-blur", help="Blur std (pixels) of source a."),
     a_noise: Optional[float] = typer.Option(None, "--a-noise", help="Noise std ([0, 1] units) of source a."),
@@ -61,26 +67,40 @@ def run(
         max=MAX_GRID,
         help="Source a is stored enlarged by pixel replication in NxN blocks (Harvard PET/SPECT: 2); keep them.",
     ),
-    b_grid: Optional[int] = typer.Option(None, "--b-grid", min=1, max=MAX_GRID, help="The same for source b."),
+    b_grid: Optional[int] = typer.Option(
+        None, "--b-grid", min=1, max=MAX_GRID, help="The same for source b."
+    ),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, fp16, bf16."
+    ),
     flip_ensemble: bool = typer.Option(
         False,
         "--flip-ensemble",
         help="Average the network over 4 flips of its input at every step: about 4x the time, +0.03-0.25 dB.",
     ),
     batch: int = typer.Option(1, "--batch", help="Pairs per network call (same-size pairs are grouped)."),
-    tile: Optional[int] = typer.Option(None, "--tile", help="Process in overlapping tiles of SIZE output pixels."),
+    tile: Optional[int] = typer.Option(
+        None, "--tile", help="Process in overlapping tiles of SIZE output pixels."
+    ),
     out_format: str = typer.Option("png", "--format", help="Output format: png, tif, jpg or bmp."),
-    bit_depth: Optional[int] = typer.Option(None, "--bit-depth", help="8 or 16 (default: the inputs' depth)."),
+    bit_depth: Optional[int] = typer.Option(
+        None, "--bit-depth", help="8 or 16 (default: the inputs' depth)."
+    ),
     input_bits: Optional[int] = typer.Option(
         None,
         "--input-bits",
         help="Bit depth the model assumes the inputs were rounded to (default: each file's; 0 = exact, trust the data fully).",
     ),
-    save_sources: bool = typer.Option(False, "--save-sources", help="Also write restored sources to OUT/sources/{a,b}."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip pairs whose output exists (resume)."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Pair sub-folders too, keeping the tree."),
+    save_sources: bool = typer.Option(
+        False, "--save-sources", help="Also write restored sources to OUT/sources/{a,b}."
+    ),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="Skip pairs whose output exists (resume)."
+    ),
+    recursive: bool = typer.Option(
+        False, "--recursive", "-r", help="Pair sub-folders too, keeping the tree."
+    ),
     report: Optional[Path] = typer.Option(None, "--report", help="CSV report path (default OUT/run.csv)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per pair on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -121,10 +141,14 @@ def run(
         for folder in (a_dir, b_dir):
             if folder is not None:
                 resolver.check_folder(folder)  # a malformed top-level sidecar stops the run before any work
-        checkpoint = resolve_checkpoint(model, task=task or ("ivif" if model is None else None), progress=not quiet)
+        checkpoint = resolve_checkpoint(
+            model, task=task or ("ivif" if model is None else None), progress=not quiet
+        )
         fusion_model = load_checkpoint(checkpoint)
         if task is not None and fusion_model.config.task != task:
-            raise ValueError(f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}")
+            raise ValueError(
+                f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}"
+            )
         fuser = Fuser(fusion_model, config)
         output.mkdir(parents=True, exist_ok=True)
     except WeightsError as exc:

@@ -9,7 +9,16 @@ import numpy as np
 
 from mmfuse_cli.degradation.spec import Degradation
 
-DEGRADATION_KINDS = ("clean", "noise", "blur", "down", "blur+noise", "down+noise", "blur+down", "blur+down+noise")
+DEGRADATION_KINDS = (
+    "clean",
+    "noise",
+    "blur",
+    "down",
+    "blur+noise",
+    "down+noise",
+    "blur+down",
+    "blur+down+noise",
+)
 
 
 def random_degradation(

@@ -90,7 +90,7 @@ def _transfer_function(std: float, radius: int, height: int, width: int) -> torc
 
     def axis(n: int) -> torch.Tensor:
         taps = torch.zeros(n, dtype=torch.float64)
-        idx = (torch.arange(-radius, radius + 1) % n)
+        idx = torch.arange(-radius, radius + 1) % n
         taps.index_add_(0, idx, k1)
         return torch.fft.fft(taps).real
 
@@ -143,7 +143,9 @@ class GaussianBlur:
         yp = F.pad(y, (p, p, p, p), mode=mode)
         hp, wp = yp.shape[-2:]
         kf = self.transfer_function(hp, wp, device=y.device)
-        gain = (kf * (1.0 + self.eps) / (kf * kf + self.eps)).to(torch.float32 if y.dtype != torch.float64 else torch.float64)
+        gain = (kf * (1.0 + self.eps) / (kf * kf + self.eps)).to(
+            torch.float32 if y.dtype != torch.float64 else torch.float64
+        )
         spec = torch.fft.rfft2(yp.to(gain.dtype))
         out = torch.fft.irfft2(spec * gain[:, : wp // 2 + 1], s=(hp, wp))
         return out[..., p : p + h, p : p + w].to(y.dtype)
@@ -238,7 +240,11 @@ def from_spec(spec: dict[str, Any]) -> Operator:
 
 def build_operator(degradation: Degradation) -> Operator:
     """The linear part ``A`` of a degradation (blur, then downsample), with a noise-aware Wiener regulariser."""
-    blur = GaussianBlur(degradation.blur, eps=wiener_eps_for_noise(degradation.noise)) if degradation.blur > 0 else None
+    blur = (
+        GaussianBlur(degradation.blur, eps=wiener_eps_for_noise(degradation.noise))
+        if degradation.blur > 0
+        else None
+    )
     down = Downsample(degradation.scale) if degradation.scale > 1 else None
     if blur and down:
         return Composite(blur, down)

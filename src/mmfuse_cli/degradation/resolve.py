@@ -55,7 +55,9 @@ class SourceRequest:
         if self.grid is not None and not (1 <= self.grid <= MAX_GRID):
             raise InvalidValueError("grid", f"must be an integer in [1, {MAX_GRID}], got {self.grid}")
         if self.bits is not None and not (0 <= self.bits <= MAX_BITS):
-            raise InvalidValueError("bits", f"must be 0 (exact) or a bit depth from 1 to {MAX_BITS}, got {self.bits}")
+            raise InvalidValueError(
+                "bits", f"must be 0 (exact) or a bit depth from 1 to {MAX_BITS}, got {self.bits}"
+            )
 
     @classmethod
     def from_values(
@@ -172,7 +174,9 @@ class DegradationResolver:
             degradation, where = Degradation(), "default"
             self._warn_clean(side, path)
         origin.update(blur=where, scale=where, noise=where)
-        origin["grid"] = "flag" if request.grid is not None else ("sidecar" if degradation.grid != 1 else "default")
+        origin["grid"] = (
+            "flag" if request.grid is not None else ("sidecar" if degradation.grid != 1 else "default")
+        )
         origin["bits"] = "flag" if request.bits is not None else "file"
         degradation = replace(
             degradation,
@@ -197,7 +201,9 @@ def _check_grid_claim(path: Path, pixels: np.ndarray, degradation: Degradation) 
     (Degraded files cannot be checked: blur and noise hide the blocks; see :func:`grid_claim_holds`.)"""
     if degradation.grid > 1 and degradation.is_clean and not grid_claim_holds(pixels, degradation.grid):
         g = degradation.grid
-        raise ResolveError(f"{path}: a {g}x{g} pixel grid was stated, but this undegraded file is not stored as {g}x{g} blocks")
+        raise ResolveError(
+            f"{path}: a {g}x{g} pixel grid was stated, but this undegraded file is not stored as {g}x{g} blocks"
+        )
 
 
 __all__ = ["SIDES", "DegradationResolver", "ResolveError", "ResolvedSource", "SidecarCache", "SourceRequest"]

@@ -60,13 +60,21 @@ class Degradation:
         if not (0.0 <= self.blur <= MAX_BLUR_STD):
             raise DegradationError("blur", f"blur std must be in [0, {MAX_BLUR_STD}] pixels, got {self.blur}")
         if not (0.0 <= self.noise <= MAX_NOISE):
-            raise DegradationError("noise", f"noise sigma must be in [0, {MAX_NOISE}] (intensity units), got {self.noise}")
+            raise DegradationError(
+                "noise", f"noise sigma must be in [0, {MAX_NOISE}] (intensity units), got {self.noise}"
+            )
         if not _is_int_in(self.scale, 1, MAX_SCALE):
-            raise DegradationError("scale", f"scale must be an integer in [1, {MAX_SCALE}], got {self.scale!r}")
+            raise DegradationError(
+                "scale", f"scale must be an integer in [1, {MAX_SCALE}], got {self.scale!r}"
+            )
         if not _is_int_in(self.grid, 1, MAX_GRID):
-            raise DegradationError("grid", f"pixel grid must be an integer in [1, {MAX_GRID}], got {self.grid!r}")
+            raise DegradationError(
+                "grid", f"pixel grid must be an integer in [1, {MAX_GRID}], got {self.grid!r}"
+            )
         if not _is_int_in(self.bits, 0, MAX_BITS):
-            raise DegradationError("bits", f"bit depth must be 0 (exact) or 1 to {MAX_BITS}, got {self.bits!r}")
+            raise DegradationError(
+                "bits", f"bit depth must be 0 (exact) or 1 to {MAX_BITS}, got {self.bits!r}"
+            )
 
     @property
     def is_clean(self) -> bool:
@@ -102,14 +110,20 @@ class Degradation:
             raise DegradationError("degradation", f"degradation must be an object, got {type(data).__name__}")
         unknown = set(data) - {"blur", "scale", "noise", "grid"}
         if unknown:
-            raise DegradationError("degradation", f"unknown degradation field(s): {', '.join(sorted(unknown))}")
+            raise DegradationError(
+                "degradation", f"unknown degradation field(s): {', '.join(sorted(unknown))}"
+            )
         scale, grid = (_whole(data.get(name, 1)) for name in ("scale", "grid"))
         return cls(blur=data.get("blur", 0.0), scale=scale, noise=data.get("noise", 0.0), grid=grid)
 
     def conditioning(self) -> list[float]:
         """Three numbers, roughly in [0, 1], that tell the network this degradation: noise, blur, log2 scale
         (:mod:`~mmfuse_cli.degradation.scaling`)."""
-        return [scaling.noise_feature(self.noise), scaling.blur_feature(self.blur), scaling.scale_feature(self.scale)]
+        return [
+            scaling.noise_feature(self.noise),
+            scaling.blur_feature(self.blur),
+            scaling.scale_feature(self.scale),
+        ]
 
     def describe(self) -> str:
         parts = []

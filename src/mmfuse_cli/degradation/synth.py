@@ -22,7 +22,9 @@ def file_seed(seed: int, relative_key: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(relative_key.encode("utf-8"))) % (2**63 - 1)
 
 
-def degrade_tensor(x: torch.Tensor, degradation: Degradation, generator: torch.Generator | None = None) -> torch.Tensor:
+def degrade_tensor(
+    x: torch.Tensor, degradation: Degradation, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Synthesize an observation: blur -> downsample -> additive Gaussian noise -> clip to [0, 1].
 
     Args:

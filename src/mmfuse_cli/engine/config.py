@@ -47,13 +47,17 @@ class FuseConfig:
         if self.steps is not None and not (1 <= self.steps <= MAX_STEPS):
             raise InvalidValueError("steps", f"must be in [1, {MAX_STEPS}], got {self.steps}")
         if self.precision not in PRECISIONS:
-            raise InvalidValueError("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise InvalidValueError(
+                "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.tile is not None and self.tile < MIN_TILE:
             raise InvalidValueError("tile", f"must be >= {MIN_TILE} pixels, got {self.tile}")
         if self.overlap < 0:
             raise InvalidValueError("overlap", f"must be >= 0 pixels, got {self.overlap}")
         if self.damping not in DAMPING_MODES:
-            raise InvalidValueError("damping", f"must be one of {', '.join(DAMPING_MODES)}, got {self.damping!r}")
+            raise InvalidValueError(
+                "damping", f"must be one of {', '.join(DAMPING_MODES)}, got {self.damping!r}"
+            )
 
 
 __all__ = ["MAX_STEPS", "MIN_TILE", "PRECISIONS", "FuseConfig", "Precision"]

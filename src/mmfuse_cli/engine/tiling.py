@@ -48,7 +48,9 @@ def sample_tiled(
             ta = ya[..., top // sa : (top + th) // sa, left // sa : (left + tw) // sa]
             tb = yb[..., top // sb : (top + th) // sb, left // sb : (left + tw) // sb]
             out = run(ta, tb)
-            ramp = blend_ramp(th, tw, overlap, top > 0, left > 0, top + th < height, left + tw < width, ya.device)
+            ramp = blend_ramp(
+                th, tw, overlap, top > 0, left > 0, top + th < height, left + tw < width, ya.device
+            )
             block = torch.cat([out.x1, out.x2, out.f, out.m], dim=1)
             acc[..., top : top + th, left : left + tw] += block * ramp
             weight[..., top : top + th, left : left + tw] += ramp
@@ -76,7 +78,9 @@ def tile_starts(length: int, tile: int, overlap: int, unit: int) -> list[int]:
     return starts
 
 
-def blend_ramp(h: int, w: int, overlap: int, top: bool, left: bool, bottom: bool, right: bool, device) -> torch.Tensor:
+def blend_ramp(
+    h: int, w: int, overlap: int, top: bool, left: bool, bottom: bool, right: bool, device
+) -> torch.Tensor:
     """Weights ``(1, 1, h, w)`` rising linearly over ``overlap`` pixels on sides shared with another tile."""
 
     def axis(n: int, start: bool, end: bool) -> torch.Tensor:

@@ -35,8 +35,10 @@ def check_convention(convention: str, supported: tuple[str, ...], metric: str) -
     """
     conv = convention.lower()
     if conv not in CONVENTIONS:
-        raise ValueError(f"{metric}: unknown convention {convention!r} (expected one of {', '.join(CONVENTIONS)}; "
-                         f"variants exist for {', '.join(supported)})")
+        raise ValueError(
+            f"{metric}: unknown convention {convention!r} (expected one of {', '.join(CONVENTIONS)}; "
+            f"variants exist for {', '.join(supported)})"
+        )
     return conv
 
 
@@ -118,7 +120,9 @@ def box_1d(size: int) -> np.ndarray:
     return np.full(size, 1.0 / size)
 
 
-def filter_sep(img: np.ndarray, k_rows: np.ndarray, k_cols: np.ndarray | None = None, mode: PadMode = "zero") -> np.ndarray:
+def filter_sep(
+    img: np.ndarray, k_rows: np.ndarray, k_cols: np.ndarray | None = None, mode: PadMode = "zero"
+) -> np.ndarray:
     """2-D correlation (kernel not flipped) with the separable kernel ``outer(k_rows, k_cols)``.
 
     Args:
@@ -142,8 +146,14 @@ def filter_sep(img: np.ndarray, k_rows: np.ndarray, k_cols: np.ndarray | None = 
     return out
 
 
-def local_moments(x: np.ndarray, y: np.ndarray, k: np.ndarray, mode: PadMode = "valid",
-                  mu_x: np.ndarray | None = None, var_x: np.ndarray | None = None):
+def local_moments(
+    x: np.ndarray,
+    y: np.ndarray,
+    k: np.ndarray,
+    mode: PadMode = "valid",
+    mu_x: np.ndarray | None = None,
+    var_x: np.ndarray | None = None,
+):
     """Weighted local statistics of two images under the separable window ``outer(k, k)``.
 
     Returns ``(mu_x, mu_y, var_x, var_y, cov_xy)`` computed as ``E[x^2] - E[x]^2`` etc. (the reference codes'

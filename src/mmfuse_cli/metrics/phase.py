@@ -47,8 +47,15 @@ def _lowpass(rows: int, cols: int, cutoff: float = 0.45, order: int = 15) -> np.
     return np.fft.fftshift(1.0 / (1.0 + (radius / cutoff) ** (2 * order)))
 
 
-def _filters(shape: tuple[int, int], nscale: int, norient: int, min_wavelength: float, mult: float,
-             sigma_onf: float, d_theta_on_sigma: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _filters(
+    shape: tuple[int, int],
+    nscale: int,
+    norient: int,
+    min_wavelength: float,
+    mult: float,
+    sigma_onf: float,
+    d_theta_on_sigma: float,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Radial (log-Gabor x low-pass) and angular filter components, DC at index [0, 0]."""
     rows, cols = shape
     x, y = np.meshgrid(_centred_range(cols), _centred_range(rows))
@@ -86,15 +93,29 @@ def _noise_sums(shape: tuple[int, int], params: tuple) -> tuple[tuple[float, flo
         spatial = [np.real(sfft.ifft2(lg * spread, workers=1)) * np.sqrt(rows * cols) for lg in radial]
         em_n = float(np.sum((radial[0] * spread) ** 2))
         sum_an2 = float(sum(np.sum(f * f) for f in spatial))
-        sum_aiaj = float(sum(np.sum(spatial[i] * spatial[j]) for i in range(len(spatial))
-                             for j in range(i + 1, len(spatial))))
+        sum_aiaj = float(
+            sum(
+                np.sum(spatial[i] * spatial[j])
+                for i in range(len(spatial))
+                for j in range(i + 1, len(spatial))
+            )
+        )
         out.append((em_n, sum_an2, sum_aiaj))
     return tuple(out)
 
 
-def phase_congruency(img: np.ndarray, nscale: int = 4, norient: int = 6, min_wavelength: float = 3.0,
-                     mult: float = 2.1, sigma_onf: float = 0.55, d_theta_on_sigma: float = 1.2, k: float = 2.0,
-                     cutoff: float = 0.5, g: float = 10.0) -> PhaseCongruency:
+def phase_congruency(
+    img: np.ndarray,
+    nscale: int = 4,
+    norient: int = 6,
+    min_wavelength: float = 3.0,
+    mult: float = 2.1,
+    sigma_onf: float = 0.55,
+    d_theta_on_sigma: float = 1.2,
+    k: float = 2.0,
+    cutoff: float = 0.5,
+    g: float = 10.0,
+) -> PhaseCongruency:
     """Phase congruency of a gray image as LIU's ``myphasecong3`` (defaults are its defaults).
 
     Differences from Kovesi's phasecong3 kept on purpose: frequency-spread width ``sumAn / maxAn / nscale``,

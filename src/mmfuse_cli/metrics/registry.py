@@ -89,7 +89,21 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in _METRICS}
 NO_REFERENCE: tuple[str, ...] = ("EN", "SD", "SF", "AG")
 """Metrics of the fused image alone (what ``mmfuse run`` always reports)."""
 
-DEFAULT: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "Nabf", "SSIM", "CC", "PSNR", "MSE")
+DEFAULT: tuple[str, ...] = (
+    "EN",
+    "SD",
+    "SF",
+    "AG",
+    "MI",
+    "SCD",
+    "VIF",
+    "Qabf",
+    "Nabf",
+    "SSIM",
+    "CC",
+    "PSNR",
+    "MSE",
+)
 """Default selection: CDD's twelve metrics plus Nabf; all of them take well under a second per 640x480 pair."""
 
 LIU_SET: tuple[str, ...] = ("Q_MI", "Q_NCIE", "Q_P", "Q_CB", "Q_Y", "Q_S")
@@ -112,7 +126,11 @@ def resolve_names(spec: str | Iterable[str]) -> list[str]:
         ValueError: an unknown name (the message lists the valid ones).
     """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
-    groups = {"default": DEFAULT, "all": tuple(n for n, m in REGISTRY.items() if m.kind != "clean"), "liu": LIU_SET}
+    groups = {
+        "default": DEFAULT,
+        "all": tuple(n for n, m in REGISTRY.items() if m.kind != "clean"),
+        "liu": LIU_SET,
+    }
     out: list[str] = []
     for raw in items:
         key = raw.strip().lower()

@@ -25,8 +25,11 @@ _G7 = gaussian_1d(7, 1.5)  # fspecial('gaussian', 7, 1.5)
 
 def _wang_ssim(x255: np.ndarray, y255: np.ndarray) -> float:
     """Wang et al.'s SSIM: Gaussian 11x11 sigma 1.5, 'valid', L = 255, K = (0.01, 0.03), mean of the map."""
-    return float(structural_similarity(x255, y255, gaussian_weights=True, sigma=1.5,
-                                       use_sample_covariance=False, data_range=255.0))
+    return float(
+        structural_similarity(
+            x255, y255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255.0
+        )
+    )
 
 
 def _matlab_ssim(x255: np.ndarray, y255: np.ndarray) -> float:

@@ -28,7 +28,9 @@ def _pyramid(img: np.ndarray) -> list[np.ndarray]:
     return levels
 
 
-def _terms(ref: np.ndarray, mu2: np.ndarray, s2: np.ndarray, dist: np.ndarray, win: np.ndarray) -> tuple[float, float]:
+def _terms(
+    ref: np.ndarray, mu2: np.ndarray, s2: np.ndarray, dist: np.ndarray, win: np.ndarray
+) -> tuple[float, float]:
     """``(num, den)`` of one scale, with the reference code's fix-ups applied in its order."""
     mu1 = filter_sep(ref, win, mode="valid")
     s1 = np.maximum(filter_sep(ref * ref, win, mode="valid") - mu1 * mu1, 0.0)

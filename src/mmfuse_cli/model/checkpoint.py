@@ -33,7 +33,11 @@ def save_checkpoint(model: FusionModel, path: Path, metadata: dict[str, Any] | N
     """Write ``model`` as a safetensors checkpoint (atomic); ``metadata`` values are stored as strings/JSON."""
     from safetensors.torch import save as save_bytes
 
-    meta = {"format": CHECKPOINT_FORMAT, "task": model.config.task, "config": json.dumps(asdict(model.config))}
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "task": model.config.task,
+        "config": json.dumps(asdict(model.config)),
+    }
     meta["mmfuse_version"] = __version__
     for key, value in (metadata or {}).items():
         meta[key] = value if isinstance(value, str) else json.dumps(value)
@@ -78,7 +82,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> FusionMod
                 state[key] = handle.get_tensor(key)
         model.load_state_dict(state, strict=True)
     except (ValueError, TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: checkpoint does not match its config ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"{path}: checkpoint does not match its config ({str(exc).splitlines()[0]})"
+        ) from None
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: tensor {name} contains NaN or inf")
@@ -86,4 +92,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> FusionMod
     return model.to(device).eval()
 
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "read_checkpoint_metadata", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "load_checkpoint",
+    "read_checkpoint_metadata",
+    "save_checkpoint",
+]

@@ -112,7 +112,9 @@ class FusionUNet(nn.Module):
         for i in range(levels - 2, -1, -1):
             self.upsamplers.append(nn.Conv2d(chans[i + 1], chans[i], 3, padding=1))
             self.merges.append(nn.Conv2d(2 * chans[i], chans[i], 1))
-            self.up_blocks.append(nn.ModuleList(FiLMResBlock(chans[i], 32) for _ in range(config.blocks_per_level)))
+            self.up_blocks.append(
+                nn.ModuleList(FiLMResBlock(chans[i], 32) for _ in range(config.blocks_per_level))
+            )
         self.head = nn.Conv2d(chans[0], 4, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -120,7 +122,10 @@ class FusionUNet(nn.Module):
     def forward(self, z: torch.Tensor, inputs: DenoiserInputs) -> tuple[torch.Tensor, torch.Tensor]:
         n = z.shape[0]
         step_feats = torch.stack(
-            [inputs.noise_level.expand(n).to(z.dtype), torch.full((n,), inputs.step / inputs.steps, device=z.device)],
+            [
+                inputs.noise_level.expand(n).to(z.dtype),
+                torch.full((n,), inputs.step / inputs.steps, device=z.device),
+            ],
             dim=1,
         )
         feats = [inputs.degradation.to(z.dtype), step_feats.to(z.dtype)]

@@ -1,0 +1,1 @@
+"""Per-item result rows (CSV, JSON Lines) and the human output on stderr."""

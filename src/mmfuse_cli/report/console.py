@@ -37,6 +37,7 @@ def report_warning(console: Console, message: str) -> None:
 def progress_bar(console: Console, total: int, description: str) -> Iterator[Any]:
     """A rich progress bar on stderr; a no-op advance() when quiet or not a terminal."""
     if console.quiet or not console.is_terminal:
+
         class _Null:
             def advance(self, n: int = 1) -> None:
                 pass

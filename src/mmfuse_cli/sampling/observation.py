@@ -63,7 +63,9 @@ class ObservationBatch:
     """
 
     def __init__(self, observations: Observation | Sequence[Observation]):
-        self.items: list[Observation] = [observations] if isinstance(observations, Observation) else list(observations)
+        self.items: list[Observation] = (
+            [observations] if isinstance(observations, Observation) else list(observations)
+        )
         if not self.items:
             raise ValueError("an observation batch needs at least one observation")
         self.shared = isinstance(observations, Observation)

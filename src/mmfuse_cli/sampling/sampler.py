@@ -124,7 +124,9 @@ class DDIMSampler:
         """``[T, T-1, .., 1]``: the order :meth:`step` is called in."""
         return list(range(self.steps, 0, -1))
 
-    def start(self, obs1: ObservationBatch, obs2: ObservationBatch, size_multiple: int = 1) -> tuple[torch.Tensor, SamplerRun]:
+    def start(
+        self, obs1: ObservationBatch, obs2: ObservationBatch, size_multiple: int = 1
+    ) -> tuple[torch.Tensor, SamplerRun]:
         """``z_T = sqrt(abar_T) [A1+ y1, A2+ y2, (A1+ y1 + A2+ y2) / 2]`` and the batch's fixed inputs.
 
         Raises:
@@ -137,7 +139,9 @@ class DDIMSampler:
             )
         n, device = c1.shape[0], c1.device
         abar = self.params.abar(self.steps).to(device)
-        damping_params = tuple(None if t is None else t.to(device) for t in self.params.damping_params(self.steps))
+        damping_params = tuple(
+            None if t is None else t.to(device) for t in self.params.damping_params(self.steps)
+        )
         run = SamplerRun(
             obs1=obs1,
             obs2=obs2,
@@ -159,7 +163,9 @@ class DDIMSampler:
     def denoiser_inputs(self, run: SamplerRun, k: int) -> DenoiserInputs:
         """What the network is told at step ``k``."""
         noise_level = torch.sqrt(1 - run.abar[k])
-        return DenoiserInputs(k, self.steps, noise_level, run.pinv1, run.pinv2, run.conditioning, run.quantisation)
+        return DenoiserInputs(
+            k, self.steps, noise_level, run.pinv1, run.pinv2, run.conditioning, run.quantisation
+        )
 
     def _damping(self, run: SamplerRun, k: int, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         if self.damping == "none":
@@ -173,7 +179,9 @@ class DDIMSampler:
         u, v, w = run.damping_params
         return self.params.damping(k, u, v, w, run.sigma, run.quantisation, run.blur)
 
-    def step(self, e: torch.Tensor, m: torch.Tensor, k: int, z: torch.Tensor, run: SamplerRun) -> torch.Tensor:
+    def step(
+        self, e: torch.Tensor, m: torch.Tensor, k: int, z: torch.Tensor, run: SamplerRun
+    ) -> torch.Tensor:
         """``z_{k-1}`` from ``z_k`` and the network's ``e`` ``(N, 3, H, W)`` and ``m`` ``(N, 1, H, W)`` (cropped to
         the output grid)."""
         n, device = z.shape[0], z.device

@@ -54,13 +54,19 @@ class SamplerParameters(nn.Module):
             return log_abar.exp()
         return _interp(log_abar, steps + 1).exp()
 
-    def damping_params(self, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def damping_params(
+        self, steps: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(u, v, w)`` of shapes ``(T, 2)``, ``(T, 2)``, ``(T, 2, 2)`` for ``steps`` steps (row k-1 is step k);
         ``w`` is ``None`` for a sampler that is not quantisation-aware."""
         w = getattr(self, "damp_w", None)
         if steps is None or steps == self.steps:
             return self.damp_u, self.damp_v, w
-        return _interp(self.damp_u, steps), _interp(self.damp_v, steps), None if w is None else _interp(w, steps)
+        return (
+            _interp(self.damp_u, steps),
+            _interp(self.damp_v, steps),
+            None if w is None else _interp(w, steps),
+        )
 
     def damping(
         self,
