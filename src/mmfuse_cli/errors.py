@@ -13,9 +13,15 @@ class InvalidValueError(ValueError):
     """``field`` has a value the library cannot use; ``problem`` says why (no command-line flag names)."""
 
     def __init__(self, field: str, problem: str):
-        super().__init__(f"{field}: {problem}")
+        super().__init__(self.format(field, problem))
         self.field = field
         self.problem = problem
+
+    @staticmethod
+    def format(name: str, problem: str) -> str:
+        """``tile must be >= 64 pixels, got 10`` / ``blur: blur std must be in [0, 8] pixels, got 9``: the name
+        (a field, or the flag the CLI maps it to) and the problem, read as one sentence."""
+        return f"{name} {problem}" if problem.startswith("must") else f"{name}: {problem}"
 
 
 __all__ = ["InvalidValueError"]

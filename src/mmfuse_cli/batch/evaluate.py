@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.io import ImageError, read_image, to_gray
 from mmfuse_cli.metrics import CLEAN, CONVENTIONS, DEFAULT, compute_metrics
 from mmfuse_cli.pairing import index_by_key
@@ -50,16 +51,18 @@ class EvalJob:
     def __post_init__(self) -> None:
         self.convention = self.convention.lower()
         if self.convention not in CONVENTIONS:
-            raise ValueError(f"--convention must be one of {', '.join(CONVENTIONS)}, got {self.convention!r}")
+            raise InvalidValueError(
+                "convention", f"must be one of {', '.join(CONVENTIONS)}, got {self.convention!r}"
+            )
         if self.against not in ("auto", "given", "clean"):
-            raise ValueError(f"--against must be auto, given or clean, got {self.against!r}")
+            raise InvalidValueError("against", f"must be auto, given or clean, got {self.against!r}")
         missing = [r for r in ("fused", "a", "b") if r not in self.folders]
         if missing:
             raise ValueError(f"missing folder(s): {', '.join(missing)}")
         if ("a_clean" in self.folders) != ("b_clean" in self.folders):
-            raise ValueError("give both clean folders (--a-clean and --b-clean) or neither")
+            raise InvalidValueError("a_clean", "give both clean folders (a_clean and b_clean) or neither")
         if self.against == "clean" and "a_clean" not in self.folders:
-            raise ValueError("--against clean needs --a-clean and --b-clean")
+            raise InvalidValueError("against", "clean needs both clean folders (a_clean and b_clean)")
         for role, folder in self.folders.items():
             if not Path(folder).is_dir():
                 raise ValueError(f"{folder}: not a directory ({role.replace('_', '-')} folder)")

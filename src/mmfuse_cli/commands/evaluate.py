@@ -11,10 +11,14 @@ import typer
 from rich.table import Table
 
 from mmfuse_cli.batch.evaluate import EvalJob, evaluate_folders, match_folders, mean_row, result_row
+from mmfuse_cli.commands._errors import flag_message
+from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.files import atomic_write_text
 from mmfuse_cli.metrics import REGISTRY, resolve_names
 from mmfuse_cli.report.console import progress_bar, report_error, report_warning, stderr_console
 from mmfuse_cli.report.rows import EXIT_ITEMS_FAILED, EXIT_USAGE, RowSink, exit_code, json_line, rows_to_csv
+
+FLAGS = {"convention": "--convention", "against": "--against", "a_clean": "--a-clean / --b-clean"}
 
 
 def evaluate(
@@ -59,6 +63,9 @@ def evaluate(
         if output is not None and not output.parent.is_dir():
             raise ValueError(f"{output.parent}: output folder does not exist")
         items, unfused = match_folders(job)
+    except InvalidValueError as exc:
+        report_error(console, flag_message(exc, FLAGS))
+        raise typer.Exit(EXIT_USAGE)
     except (ValueError, OSError) as exc:
         report_error(console, str(exc))
         raise typer.Exit(EXIT_USAGE) from None

@@ -8,9 +8,18 @@ from typing import Optional
 
 import typer
 
+from mmfuse_cli.commands._errors import flag_message
+from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.report.console import report_error, stderr_console
 from mmfuse_cli.report.rows import EXIT_USAGE
-from mmfuse_cli.tasks import TASKS
+
+FLAGS = {
+    "task": "--task",
+    "src_loss": "--src-loss",
+    "crop": "--crop",
+    "kind_weights": "--kind-weight",
+    "folders": "--a / --b",
+}
 
 
 def train(
@@ -125,15 +134,8 @@ def train(
     from mmfuse_cli.degradation.draws import parse_kind_weights
     from mmfuse_cli.training.config import TrainConfig
     from mmfuse_cli.training.loop import train as run_training
-    from mmfuse_cli.training.losses import SOURCE_LOSSES
 
     console = stderr_console()
-    if task not in TASKS:
-        report_error(console, f"--task must be one of {', '.join(TASKS)}, got {task!r}")
-        raise typer.Exit(EXIT_USAGE)
-    if src_loss not in SOURCE_LOSSES:
-        report_error(console, f"--src-loss must be one of {', '.join(SOURCE_LOSSES)}, got {src_loss!r}")
-        raise typer.Exit(EXIT_USAGE)
     try:
         kind_weights = parse_kind_weights(kind_weight or [])
     except ValueError as exc:
@@ -149,40 +151,41 @@ def train(
         if not folder.is_dir():
             report_error(console, f"{folder}: not a folder")
             raise typer.Exit(EXIT_USAGE)
-    if crop % 8 or crop < 32:
-        report_error(console, f"--crop must be a multiple of 8 and >= 32, got {crop}")
-        raise typer.Exit(EXIT_USAGE)
-    cfg = TrainConfig(
-        task=task,
-        data=str(data),
-        folders=[[str(a), str(b)] for a, b in zip(a_dirs or [], b_dirs or [], strict=True)],
-        out_dir=str(out or Path("runs") / task),
-        steps=steps,
-        batch=batch,
-        crop=crop,
-        crop_align=crop_align,
-        zoom_fraction=zoom_fraction,
-        max_zoom=max_zoom,
-        lr=lr,
-        seed=seed,
-        sampler_steps=sampler_steps,
-        base_channels=base_channels,
-        levels=levels,
-        blocks_per_level=blocks_per_level,
-        bottom_blocks=bottom_blocks,
-        init_from=init_from,
-        val_every=val_every,
-        checkpoint_every=checkpoint_every,
-        max_minutes=max_minutes,
-        threads=threads,
-        src_loss=src_loss,
-        w_ssim=w_ssim,
-        observation_bits=observation_bits,
-        exact_fraction=exact_fraction,
-        quantisation_aware=quantisation_aware,
-        exact_final_fusion=exact_final_fusion,
-        kind_weights=kind_weights,
-    )
+    try:
+        cfg = TrainConfig(
+            task=task,
+            data=str(data),
+            folders=[[str(a), str(b)] for a, b in zip(a_dirs or [], b_dirs or [], strict=True)],
+            out_dir=str(out or Path("runs") / task),
+            steps=steps,
+            batch=batch,
+            crop=crop,
+            crop_align=crop_align,
+            zoom_fraction=zoom_fraction,
+            max_zoom=max_zoom,
+            lr=lr,
+            seed=seed,
+            sampler_steps=sampler_steps,
+            base_channels=base_channels,
+            levels=levels,
+            blocks_per_level=blocks_per_level,
+            bottom_blocks=bottom_blocks,
+            init_from=init_from,
+            val_every=val_every,
+            checkpoint_every=checkpoint_every,
+            max_minutes=max_minutes,
+            threads=threads,
+            src_loss=src_loss,
+            w_ssim=w_ssim,
+            observation_bits=observation_bits,
+            exact_fraction=exact_fraction,
+            quantisation_aware=quantisation_aware,
+            exact_final_fusion=exact_final_fusion,
+            kind_weights=kind_weights,
+        )
+    except InvalidValueError as exc:
+        report_error(console, flag_message(exc, FLAGS))
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         run_training(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     except ValueError as exc:

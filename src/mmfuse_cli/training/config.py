@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mmfuse_cli.degradation.draws import kind_probabilities
+from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.model.network import ModelConfig
 from mmfuse_cli.tasks import TASKS
+
+SOURCE_LOSSES = ("l1", "log", "logrmse")  # TrainConfig.src_loss, see losses.fusion_loss
 
 # Training splits under a data root laid out as ../shared/data (see its README): (a_dir, b_dir) relative paths.
 TASK_SPLITS: dict[str, list[tuple[str, str]]] = {
@@ -27,7 +31,11 @@ if tuple(TASK_SPLITS) != TASKS:  # every task has a data layout, and only the ta
 
 @dataclass
 class TrainConfig:
-    """Options of a training run (recorded in the exported checkpoint)."""
+    """Options of a training run (recorded in the exported checkpoint), validated on construction.
+
+    Raises:
+        InvalidValueError: naming the field (``task``, ``src_loss``, ``crop``, ``folders``, ``kind_weights``).
+    """
 
     task: str = "ivif"
     data: str = "../shared/data"
@@ -80,6 +88,23 @@ class TrainConfig:
     w_grad: float = 1.0
     w_ssim: float = 1.0  # MIF: weight of the fused image's structure term (1 - SSIM(f, a)) + (1 - SSIM(f, b))
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise InvalidValueError("task", f"must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.src_loss not in SOURCE_LOSSES:
+            raise InvalidValueError(
+                "src_loss", f"must be one of {', '.join(SOURCE_LOSSES)}, got {self.src_loss!r}"
+            )
+        if self.crop % 8 or self.crop < 32:
+            raise InvalidValueError("crop", f"must be a multiple of 8 and >= 32, got {self.crop}")
+        if any(len(pair) != 2 for pair in self.folders):
+            raise InvalidValueError("folders", "give one b folder per a folder")
+        if self.kind_weights:
+            try:
+                kind_probabilities(self.kind_weights)
+            except ValueError as exc:
+                raise InvalidValueError("kind_weights", str(exc)) from None
 
 
 ARCHITECTURE_DEFAULTS = {

@@ -28,7 +28,7 @@ from mmfuse_cli.training.data import (
     split_pairs,
     training_folders,
 )
-from mmfuse_cli.training.losses import SOURCE_LOSSES, fusion_loss, psnr
+from mmfuse_cli.training.losses import fusion_loss, psnr
 from mmfuse_cli.training.state import (
     initialise_from,
     load_state,
@@ -89,8 +89,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     Returns:
         The trained model (also exported to ``out_dir/model.safetensors``).
     """
-    if cfg.src_loss not in SOURCE_LOSSES:
-        raise ValueError(f"src_loss must be one of {', '.join(SOURCE_LOSSES)}, got {cfg.src_loss!r}")
     # computed once for every draw; a bad weight fails here, before minutes of data loading
     kind_p = kind_probabilities(cfg.kind_weights) if cfg.kind_weights else None
     if cfg.threads:

@@ -14,9 +14,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mmfuse_cli.training.config import TrainConfig
-
-SOURCE_LOSSES = ("l1", "log", "logrmse")  # TrainConfig.src_loss, see fusion_loss
+from mmfuse_cli.training.config import (
+    TrainConfig,
+)
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
