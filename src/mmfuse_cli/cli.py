@@ -6,6 +6,7 @@ Exit codes: 0 = every item succeeded, 1 = some items failed (the rest finished),
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -73,8 +74,14 @@ app.command(
 )(train_cmd.train)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings (an alpha channel dropped, ...) as one ``warning:`` line on stderr, like every other message."""
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     """Console-script entry point."""
+    warnings.formatwarning = _one_line_warning
     try:
         app()
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ a file under its final name is complete and ``skip_existing`` can resume.
 from __future__ import annotations
 
 import errno
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -19,12 +20,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mmfuse_cli.degradation.resolve import DegradationResolver, ResolvedSource, ResolveError, SourceRequest
-from mmfuse_cli.engine.fuser import FusedPair, Fuser, FusionError
+from mmfuse_cli.engine.fuser import FusedPair, Fuser
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.files import remove_stale_temporaries
 from mmfuse_cli.io import ImageError, LoadedImage, read_image, write_image
-from mmfuse_cli.metrics import no_reference_metrics
+from mmfuse_cli.metrics import NO_REFERENCE, no_reference_metrics
 from mmfuse_cli.pairing import Pair
 from mmfuse_cli.report.rows import ItemResult
 
@@ -130,8 +133,9 @@ def load_pair(pair: Pair, resolver: DegradationResolver) -> LoadedPair | ItemRes
 
 
 def fuse_group(group: list[LoadedPair], fuser: Fuser) -> list[FusedPair] | list[ItemResult]:
-    """Stage 2: fuse pairs that share sizes and degradations in one network batch; on failure one ``failed``
-    result per pair (naming its first file), in order."""
+    """Stage 2: fuse pairs that share sizes and degradations in one network batch; on any failure (sizes no scale
+    explains, a non-finite output, out of memory, a backend's error) one ``failed`` result per pair naming both
+    files, in order. Never raises."""
     start = time.perf_counter()
     first = group[0]
     try:
@@ -141,22 +145,43 @@ def fuse_group(group: list[LoadedPair], fuser: Fuser) -> list[FusedPair] | list[
             first.source_a.degradation,
             first.source_b.degradation,
         )
-    except (FusionError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - these pairs' failure, never the run's
         elapsed = time.perf_counter() - start
+        reason = _describe(exc)
         return [
-            ItemResult(g.pair.key, "failed", f"{g.pair.a}: {exc}", g.seconds + elapsed / len(group))
+            ItemResult(
+                g.pair.key, "failed", f"{g.pair.a} + {g.pair.b}: {reason}", g.seconds + elapsed / len(group)
+            )
             for g in group
         ]
 
 
 def write_pair(loaded: LoadedPair, fused: FusedPair, options: RunOptions, seconds: float) -> ItemResult:
-    """Stage 3: write the fused image (and restored sources) atomically, then score it; ``seconds`` so far."""
+    """Stage 3: score the fused image, then write it (and the restored sources) atomically; ``seconds`` so far.
+
+    Never raises: a scoring failure fails the pair before anything is written; a write failure fails it with the
+    file named (``fatal`` when every later pair would hit it too: a full disk, a read-only folder).
+    """
     start = time.perf_counter()
     key = loaded.pair.key
     depth = options.bit_depth or max(loaded.a.bit_depth, loaded.b.bit_depth)
-    if options.out_format in ("jpg", "bmp"):
+    if options.out_format in EIGHT_BIT_FORMATS:
         depth = 8
     target = output_path(options, key)
+    # what the model was told about each source (flags, sidecar or clean; the pixel grid included)
+    extra: dict = {
+        "a": str(loaded.pair.a),
+        "b": str(loaded.pair.b),
+        "a_degradation": loaded.source_a.degradation.describe(),
+        "b_degradation": loaded.source_b.degradation.describe(),
+    }
+    try:
+        if options.metrics:
+            extra.update(score_fused(fused.fused))
+    except Exception as exc:  # noqa: BLE001 - one pair's failure, never the run's
+        return ItemResult(
+            key, "failed", f"{target}: cannot score ({_describe(exc)})", seconds + time.perf_counter() - start
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if options.save_sources:
@@ -165,21 +190,26 @@ def write_pair(loaded: LoadedPair, fused: FusedPair, options: RunOptions, second
                 src_path.parent.mkdir(parents=True, exist_ok=True)
                 write_image(src_path, pixels, depth)
         write_image(target, fused.fused, depth)  # last: its presence marks the pair as done
-    except (OSError, ImageError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
+    except Exception as exc:  # noqa: BLE001 - one pair's failure, never the run's
+        reason = getattr(exc, "strerror", None) or _describe(exc)
         fatal = isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRORS
         elapsed = seconds + time.perf_counter() - start
         return ItemResult(key, "failed", f"{target}: cannot write ({reason})", elapsed, fatal=fatal)
-    # what the model was told about each source (flags, sidecar or clean; the pixel grid included)
-    extra: dict = {
-        "a": str(loaded.pair.a),
-        "b": str(loaded.pair.b),
-        "a_degradation": loaded.source_a.degradation.describe(),
-        "b_degradation": loaded.source_b.degradation.describe(),
-    }
-    if options.metrics:
-        extra.update(no_reference_metrics(fused.fused))
     return ItemResult(key, "ok", "", seconds + time.perf_counter() - start, str(target), extra)
+
+
+def score_fused(fused: np.ndarray) -> dict[str, float]:
+    """The no-reference metrics (EN, SD, SF, AG) of a fused image; NaN (an empty cell) for an image smaller than
+    2 x 2, on which they are not defined."""
+    if min(fused.shape[:2]) < 2:
+        return dict.fromkeys(NO_REFERENCE, math.nan)
+    return no_reference_metrics(fused)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an unexpected exception: its message, or its type when it has none."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def run_pairs(
@@ -212,15 +242,16 @@ def run_pairs(
     pairs = list(pairs)
 
     resolver = resolver or make_resolver(options, on_warning)
-    pending_writes: deque[Future] = deque()
+    pending_writes: deque[tuple[str, Future]] = deque()
     with (
         ThreadPoolExecutor(max(1, options.prefetch // 2), thread_name_prefix="mmfuse-read") as readers,
         ThreadPoolExecutor(options.writer_threads, thread_name_prefix="mmfuse-write") as writers,
     ):
 
         def drain(limit: int) -> None:
-            while len(pending_writes) > limit or (pending_writes and pending_writes[0].done()):
-                emit(pending_writes.popleft().result())
+            while len(pending_writes) > limit or (pending_writes and pending_writes[0][1].done()):
+                key, future = pending_writes.popleft()
+                emit(_outcome(future, key))
 
         for group in _batches(_prefetched(pairs, options, resolver, readers, emit), options.batch):
             if stop_reason:
@@ -233,7 +264,9 @@ def run_pairs(
                 continue
             elapsed = (time.perf_counter() - start) / len(group)
             for g, f in zip(group, fused):
-                pending_writes.append(writers.submit(write_pair, g, f, options, g.seconds + elapsed))
+                pending_writes.append(
+                    (g.pair.key, writers.submit(write_pair, g, f, options, g.seconds + elapsed))
+                )
             drain(limit=2 * options.writer_threads)
         drain(limit=0)
     if stop_reason:
@@ -278,11 +311,19 @@ def _prefetched(
         if future is None:
             emit(ItemResult(pair.key, "skipped", "output exists", 0.0, str(output_path(options, pair.key))))
             continue
-        loaded = future.result()
+        loaded = _outcome(future, pair.key)
         if isinstance(loaded, ItemResult):
             emit(loaded)
             continue
         yield loaded
+
+
+def _outcome(future: Future, key: str):
+    """A worker thread's result; an exception that escaped it (none should) becomes pair ``key``'s failure."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - nothing in a worker thread may end the run
+        return ItemResult(key, "failed", f"internal error ({_describe(exc)})")
 
 
 def _batches(loaded: Iterator[LoadedPair], size: int) -> Iterator[list[LoadedPair]]:

@@ -85,7 +85,9 @@ def run(
     ),
     out_format: str = typer.Option("png", "--format", help="Output format: png, tif, jpg or bmp."),
     bit_depth: Optional[int] = typer.Option(
-        None, "--bit-depth", help="8 or 16 (default: the inputs' depth)."
+        None,
+        "--bit-depth",
+        help="8 or 16 (default: the deeper of the two inputs' depths; always 8 for jpg/bmp).",
     ),
     input_bits: Optional[int] = typer.Option(
         None,
