@@ -12,6 +12,7 @@ import typer
 
 from mmfuse_cli import __version__
 from mmfuse_cli.commands import degrade as degrade_cmd
+from mmfuse_cli.commands import estimate as estimate_cmd
 from mmfuse_cli.commands import evaluate as evaluate_cmd
 from mmfuse_cli.commands import info as info_cmd
 from mmfuse_cli.commands import run as run_cmd
@@ -56,6 +57,11 @@ app.command(
     help="Synthesize degraded copies of clean images (+ degradation.json sidecar).",
     short_help="Synthesize degradations.",
 )(degrade_cmd.degrade)
+app.command(
+    "estimate",
+    help="Estimate each image's noise, blur (and a pair's scale); optionally pin them in degradation.json.",
+    short_help="Estimate noise, blur, scale.",
+)(estimate_cmd.estimate)
 app.command(
     "evaluate",
     help="Objective fusion metrics (EN, MI, VIF, Qabf, SSIM ...) of fused images vs their sources.",

@@ -11,6 +11,7 @@ a file under its final name is complete and ``skip_existing`` can resume.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import math
 import time
@@ -118,8 +119,12 @@ def load_pair(pair: Pair, resolver: DegradationResolver) -> LoadedPair | ItemRes
     try:
         a = read_image(pair.a)
         b = read_image(pair.b)
-        source_a = resolver.resolve("a", pair.a, a.pixels, a.bit_depth)
-        source_b = resolver.resolve("b", pair.b, b.pixels, b.bit_depth)
+        source_a, source_b = resolver.resolve_pair(
+            pair.a, a.pixels, a.bit_depth, pair.b, b.pixels, b.bit_depth
+        )
+        a, b, cropped = _crop_to_common_grid(a, b, source_a.degradation.scale, source_b.degradation.scale)
+        if cropped:
+            source_b = dataclasses.replace(source_b, notes=(*source_b.notes, cropped))
     except (ImageError, ResolveError, ValueError) as exc:
         return ItemResult(pair.key, "failed", str(exc), time.perf_counter() - start)
     except OSError as exc:
@@ -130,6 +135,27 @@ def load_pair(pair: Pair, resolver: DegradationResolver) -> LoadedPair | ItemRes
             time.perf_counter() - start,
         )
     return LoadedPair(pair, a, b, source_a, source_b, time.perf_counter() - start)
+
+
+def _crop_to_common_grid(a: LoadedImage, b: LoadedImage, scale_a: int, scale_b: int):
+    """Odd sizes: ``a`` at x2 of 320 x 240 pixels and ``b`` of 641 x 481 share the 640 x 480 grid once ``b`` loses
+    its last row and column. The common grid is the smaller of the two, on multiples of both scales; an image that
+    overhangs it by less than twice the larger scale (output pixels) is cropped to it. Returns both images and a
+    note ("" when nothing was cut); larger differences are left for the size check to report."""
+    unit = math.lcm(scale_a, scale_b)
+    (ha, wa), (hb, wb) = a.pixels.shape[:2], b.pixels.shape[:2]
+    grid = (min(ha * scale_a, hb * scale_b) // unit * unit, min(wa * scale_a, wb * scale_b) // unit * unit)
+    tolerance = 2 * max(scale_a, scale_b)
+    notes, out = [], []
+    for name, image, scale in (("a", a, scale_a), ("b", b, scale_b)):
+        h, w = image.pixels.shape[:2]
+        th, tw = grid[0] // scale, grid[1] // scale
+        overhang = (h * scale - grid[0], w * scale - grid[1])
+        if (th, tw) != (h, w) and all(0 <= o < tolerance for o in overhang) and th > 0 and tw > 0:
+            image = dataclasses.replace(image, pixels=image.pixels[:th, :tw])
+            notes.append(f"{name} cropped from {w}x{h} to {tw}x{th} (odd size)")
+        out.append(image)
+    return out[0], out[1], "; ".join(notes)
 
 
 def fuse_group(group: list[LoadedPair], fuser: Fuser) -> list[FusedPair] | list[ItemResult]:
@@ -174,7 +200,12 @@ def write_pair(loaded: LoadedPair, fused: FusedPair, options: RunOptions, second
         "b": str(loaded.pair.b),
         "a_degradation": loaded.source_a.degradation.describe(),
         "b_degradation": loaded.source_b.degradation.describe(),
+        **loaded.source_a.row("a"),
+        **loaded.source_b.row("b"),
     }
+    notes = "; ".join((*loaded.source_a.notes, *loaded.source_b.notes))
+    if notes:
+        extra["notes"] = notes
     try:
         if options.metrics:
             extra.update(score_fused(fused.fused))

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from mmfuse_cli.commands._errors import flag_message
-from mmfuse_cli.degradation.resolve import SourceRequest
+from mmfuse_cli.degradation.resolve import AUTO, SourceRequest
 from mmfuse_cli.degradation.spec import MAX_GRID
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.pairing import Pair, pair_folders, parse_pair_lines
@@ -30,11 +30,24 @@ FLAGS = {
 }
 
 
-def _source(side: str, blur, noise, scale, grid, bits) -> SourceRequest:
+def _number(text: str | None, side: str, name: str, kind: type) -> float | int | str | None:
+    """``--a-blur 1.5`` -> 1.5, ``auto`` -> ``"auto"``, absent -> ``None``; anything else names its flag."""
+    if text is None or text.strip().lower() == AUTO:
+        return None if text is None else AUTO
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise InvalidValueError(f"--{side}-{name}", f"must be {what} or auto, got {text!r}") from None
+
+
+def _source(side: str, blur, noise, scale, grid, bits, assume_clean: bool = False) -> SourceRequest:
     """The user's statement about source ``side``; an out-of-range value is re-raised naming its flag
     (``blur`` of source ``a`` is ``--a-blur``)."""
+    blur, noise = _number(blur, side, "blur", float), _number(noise, side, "noise", float)
+    scale = _number(scale, side, "scale", int)
     try:
-        return SourceRequest.from_values(blur=blur, noise=noise, scale=scale, grid=grid, bits=bits)
+        return SourceRequest.from_values(blur, noise, scale, grid, bits, assume_clean)
     except InvalidValueError as exc:
         flag = FLAGS["bits"] if exc.field == "bits" else f"--{side}-{exc.field}"
         raise InvalidValueError(flag, exc.problem) from None
@@ -54,12 +67,27 @@ def run(
         None, "--model", help="Checkpoint NAME (see mmfuse weights list) or PATH."
     ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps T (default: as trained, 3)."),
-    a_blur: Optional[float] = typer.Option(None, "--a-blur", help="Blur std (pixels) of source a."),
-    a_noise: Optional[float] = typer.Option(None, "--a-noise", help="Noise std ([0, 1] units) of source a."),
-    a_scale: Optional[int] = typer.Option(None, "--a-scale", help="Downsampling factor of source a."),
-    b_blur: Optional[float] = typer.Option(None, "--b-blur", help="Blur std (pixels) of source b."),
-    b_noise: Optional[float] = typer.Option(None, "--b-noise", help="Noise std ([0, 1] units) of source b."),
-    b_scale: Optional[int] = typer.Option(None, "--b-scale", help="Downsampling factor of source b."),
+    a_blur: Optional[str] = typer.Option(
+        None, "--a-blur", help="Blur std (pixels) of source a, or auto [default: sidecar, else estimated]."
+    ),
+    a_noise: Optional[str] = typer.Option(
+        None,
+        "--a-noise",
+        help="Noise std ([0, 1] units, per channel as stored) of source a, or auto [default: sidecar, else estimated].",
+    ),
+    a_scale: Optional[str] = typer.Option(
+        None,
+        "--a-scale",
+        help="Downsampling factor of source a, or auto [default: sidecar, else from the sizes].",
+    ),
+    b_blur: Optional[str] = typer.Option(None, "--b-blur", help="The same for source b."),
+    b_noise: Optional[str] = typer.Option(None, "--b-noise", help="The same for source b."),
+    b_scale: Optional[str] = typer.Option(None, "--b-scale", help="The same for source b."),
+    assume_clean: bool = typer.Option(
+        False,
+        "--assume-clean",
+        help="What no flag or sidecar states is none (no blur, noise or scale), instead of estimated.",
+    ),
     a_grid: Optional[int] = typer.Option(
         None,
         "--a-grid",
@@ -123,8 +151,8 @@ def run(
             raise ValueError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
         options = RunOptions(
             output_dir=output,
-            source_a=_source("a", a_blur, a_noise, a_scale, a_grid, input_bits),
-            source_b=_source("b", b_blur, b_noise, b_scale, b_grid, input_bits),
+            source_a=_source("a", a_blur, a_noise, a_scale, a_grid, input_bits, assume_clean),
+            source_b=_source("b", b_blur, b_noise, b_scale, b_grid, input_bits, assume_clean),
             out_format=out_format,
             bit_depth=bit_depth,
             batch=batch,
