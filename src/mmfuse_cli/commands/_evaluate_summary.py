@@ -46,9 +46,7 @@ def summary_tables(rows: list[dict[str, Any]], job: EvalJob, width: int) -> list
         for name in chunk:
             table.add_column(headers[name], justify="right", no_wrap=True)
         for m in methods:
-            cells = [
-                f"[bold]{_cell(stats[n][m])}[/bold]" if best[n] == m else _cell(stats[n][m]) for n in chunk
-            ]
-            table.add_row(labels[m], *cells)
+            cells = [Text(_cell(stats[n][m]), style="bold" if best[n] == m else "") for n in chunk]
+            table.add_row(Text(labels[m]), *cells)
         tables.append(table)
     return tables
