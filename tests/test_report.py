@@ -176,7 +176,9 @@ def test_escaping_of_names_in_the_page():
     assert json.loads(script)["rows"][0]["item"] == ODD + "</script><!--"
     assert "<title>&lt;/script&gt;&lt;b&gt;&amp; - mmfuse report</title>" in page
     assert json.loads(embed_json({"x": "\u2028"})) == {"x": "\u2028"}
-    assert not re.findall(r"(?:https?:)?//(?!www\.w3\.org/2000/svg)", page)  # no URL to any server in the page
+    assert not re.findall(
+        r"(?:https?:)?//(?!www\.w3\.org/2000/svg)", page
+    )  # no URL to any server in the page
     assert "default-src 'none'" in page  # and the browser is told to fetch nothing but local images
 
 
