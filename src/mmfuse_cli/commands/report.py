@@ -33,7 +33,8 @@ def html_report(
         console.print(
             f"report: {result.rows} {what}, {result.failures} failed, {result.thumbs} thumbnail(s)"
             + (f", {result.missing} image(s) missing" if result.missing else "")
-            + f" -> {result.index}"
+            + f" -> {result.index}",
+            soft_wrap=True,
         )
     return result
 
