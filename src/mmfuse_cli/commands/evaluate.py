@@ -28,6 +28,7 @@ def evaluate(
     fused_dirs: list[Path] = typer.Argument(
         ...,
         help="Folder(s) of fused images, one per method (colour is scored on its luminance).",
+        metavar="FUSED",
         show_default=False,
     ),
     a_dir: Path = typer.Option(

@@ -113,7 +113,7 @@ def row_files(row: Mapping[str, str], run_dir: Path | None) -> dict[str, Path | 
     for side in ("a", "b"):
         if row.get(side):
             out[side] = _existing(Path(row[side]), run_dir / row[side] if run_dir else None)
-    if output or row.get("status") == "ok":
+    if output or (row.get("status") == "ok" and run_dir is not None):
         local = run_dir / f"{item}{suffix}" if run_dir is not None and suffix else None
         out["fused"] = _existing(Path(output) if output else None, local)
     if run_dir is not None and suffix:

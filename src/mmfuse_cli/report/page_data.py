@@ -22,8 +22,8 @@ from mmfuse_cli.report.summary import best_method, counts_in, histogram, number,
 FIXED = ("item", "status", "reason", "seconds", "output", "a", "b", "method", "convention", "reference")
 """Columns with a fixed meaning; never metrics."""
 
-PROVENANCE_SUFFIXES = ("_source", "_origin", "_provenance")
-"""A column ``a_noise_source`` (or ``_origin``, ``_provenance``) says where ``a_noise`` came from."""
+PROVENANCE_SUFFIXES = ("_source", "_origin", "_provenance", "_from")
+"""A column ``a_noise_source`` (or ``_origin``, ``_provenance``, ``_from``) says where ``a_noise`` came from."""
 
 SUMMARY_ITEMS = ("mean", "std")
 """Statuses of the summary rows ``evaluate`` appends; the page recomputes them from the pairs."""
