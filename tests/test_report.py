@@ -403,6 +403,10 @@ def test_page_in_a_real_browser(browser, real_run, tmp_path):
     page.click("#pairs-table th[data-key='EN']")
     items_asc = _column(page, 1)
     assert items_asc[:3] == items_desc[:3][::-1] and items_asc != items_desc
+    assert page.locator("#histograms svg").count() == 4  # EN, SD, SF, AG
+    best_en = page.inner_text("#bestworst .bw")
+    page.select_option("#bw-metric", "SD")
+    assert "by SD" in page.inner_text("#bestworst .bw") and page.inner_text("#bestworst .bw") != best_en
     page.fill("#filter", "p1")
     assert page.locator("#pairs-table tbody tr").count() == 1
     page.fill("#filter", "")
