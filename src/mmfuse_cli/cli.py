@@ -15,6 +15,7 @@ from mmfuse_cli.commands import degrade as degrade_cmd
 from mmfuse_cli.commands import estimate as estimate_cmd
 from mmfuse_cli.commands import evaluate as evaluate_cmd
 from mmfuse_cli.commands import info as info_cmd
+from mmfuse_cli.commands import report as report_cmd
 from mmfuse_cli.commands import run as run_cmd
 from mmfuse_cli.commands import train as train_cmd
 from mmfuse_cli.commands import weights as weights_cmd
@@ -67,6 +68,11 @@ app.command(
     help="Objective fusion metrics (EN, MI, VIF, Qabf, SSIM ...) of fused images vs their sources.",
     short_help="Fusion metrics.",
 )(evaluate_cmd.evaluate)
+app.command(
+    "report",
+    help="Static HTML report of a run (or an evaluate comparison): images, degradations, metrics, sortable.",
+    short_help="HTML report of a run.",
+)(report_cmd.report)
 app.add_typer(
     weights_cmd.weights_app,
     name="weights",

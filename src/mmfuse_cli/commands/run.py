@@ -132,6 +132,9 @@ def run(
         False, "--recursive", "-r", help="Pair sub-folders too, keeping the tree."
     ),
     report: Optional[Path] = typer.Option(None, "--report", help="CSV report path (default OUT/run.csv)."),
+    html_report: bool = typer.Option(
+        False, "--html-report", help="Also write OUT/report/index.html (as `mmfuse report OUT`)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per pair on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -217,7 +220,22 @@ def run(
     failed = len(results) - done - skipped + len(problems)
     if not quiet:
         console.print(f"fused {done} pair(s), skipped {skipped}, failed {failed} -> {output}")
+    if html_report and not _write_html_report(console, output, sink.csv_path):
+        raise typer.Exit(EXIT_ITEMS_FAILED)
     raise typer.Exit(EXIT_ITEMS_FAILED if problems else exit_code(results))
+
+
+def _write_html_report(console, output: Path, csv_path) -> bool:
+    """``--html-report``: the page of this run in OUT/report; False (after one error line) when it failed."""
+    from mmfuse_cli.commands.report import html_report
+    from mmfuse_cli.report.page_data import ReportError
+
+    try:
+        html_report(console, output, csv_path, output / "report")
+    except (ReportError, OSError) as exc:
+        report_error(console, f"cannot write the HTML report: {exc}")
+        return False
+    return True
 
 
 def _collect_pairs(a_dir, b_dir, pairs_file, recursive) -> tuple[list[Pair], list[tuple[str, str]]]:
