@@ -59,6 +59,9 @@ BLUR_SHRINK = {1: 0.95, 2: 0.95, 4: 0.7}
 """Estimates are multiplied by this, per scale: erring low costs little, erring high costs much (issue 24's
 measurements); at x4 the observation's own pooling hides most of the blur and the reading is least sure."""
 MIN_EDGES = 20
+EDGE_PERCENTILE = 40.0
+"""Which of the per-edge widths is read: a little below the median, as wide readings (texture, thin lines, noise)
+are the ones that would make the estimate too high."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ def total_edge_width(gray: np.ndarray, noise: float = 0.0) -> Estimate:
     x = gray.astype(np.float64)
     if min(x.shape) < 16:
         return Estimate(None, note="too small to estimate blur")
-    pre = math.sqrt(PRE_SMOOTH**2 + (1.5 * noise / 0.05) ** 2) if noise > 0 else PRE_SMOOTH
+    pre = math.sqrt(PRE_SMOOTH**2 + min(1.2, 1.5 * noise / 0.05) ** 2) if noise > 0 else PRE_SMOOTH
     g0 = _gradient(ndimage.gaussian_filter(x, pre, mode="reflect"))
     g1 = _gradient(ndimage.gaussian_filter(x, math.sqrt(pre**2 + REBLUR**2), mode="reflect"))
     margin = int(math.ceil(3 * math.sqrt(pre**2 + REBLUR**2))) + 1
@@ -161,7 +164,7 @@ def total_edge_width(gray: np.ndarray, noise: float = 0.0) -> Estimate:
     ratio = g0[edges] / np.maximum(g1[edges], 1e-12)
     widths = REBLUR / np.sqrt(np.maximum(ratio**2 - 1.0, 1e-6))
     total = np.sqrt(np.maximum(widths**2 - pre**2, 0.0))
-    q1, median, q3 = np.percentile(total, [25, 50, 75])
+    q1, median, q3 = np.percentile(total, [25, EDGE_PERCENTILE, 75])
     return Estimate(float(median), float(q3 - q1))
 
 
