@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mmfuse_cli.weights.resolve import resolve_checkpoint
 
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.device import describe_device, resolve_device
@@ -33,6 +32,7 @@ from mmfuse_cli.engine.config import FuseConfig
 from mmfuse_cli.engine.fuser import Fuser
 from mmfuse_cli.io import write_image
 from mmfuse_cli.model.checkpoint import load_checkpoint
+from mmfuse_cli.weights.resolve import resolve_checkpoint
 
 HERE = Path(__file__).resolve().parent
 DEG_A = Degradation(blur=1.5, scale=2, noise=0.05)

@@ -182,6 +182,37 @@ def write_pair(loaded: LoadedPair, fused: FusedPair, options: RunOptions, second
     return ItemResult(key, "ok", "", seconds + time.perf_counter() - start, str(target), extra)
 
 
+# --- one worker's share, without threads (the Ray engine's actors; batch/ray_engine.py) -------------------
+def process_pairs(
+    pairs: Iterable[Pair], fuser: Fuser, options: RunOptions, resolver: DegradationResolver
+) -> list[ItemResult]:
+    """The three stages in sequence for a few pairs: load each, group as :func:`run_pairs` does (consecutive
+    pairs sharing sizes and degradations, up to ``options.batch``), fuse, write. One result per pair, in input
+    order; skip-existing is the caller's (the Ray driver decides it before dispatching)."""
+    pairs = list(pairs)
+    results: list[ItemResult] = []
+    loaded: list[LoadedPair] = []
+    for pair in pairs:
+        item = load_pair(pair, resolver)
+        if isinstance(item, ItemResult):
+            results.append(item)
+        else:
+            loaded.append(item)
+    for group in _batches(iter(loaded), options.batch):
+        start = time.perf_counter()
+        fused = fuse_group(group, fuser)
+        if isinstance(fused[0], ItemResult):
+            results.extend(fused)  # type: ignore[arg-type]
+            continue
+        elapsed = (time.perf_counter() - start) / len(group)
+        results.extend(write_pair(g, f, options, g.seconds + elapsed) for g, f in zip(group, fused))
+    order = {pair.key: i for i, pair in enumerate(pairs)}
+    return sorted(results, key=lambda r: order[r.key])
+
+
+# --- end of the Ray engine's entry point ------------------------------------------------------------------
+
+
 def run_pairs(
     pairs: Iterable[Pair],
     fuser: Fuser,
