@@ -7,8 +7,8 @@ only: inputs and outputs live on a filesystem every node sees) to ``Dataset.map_
 resolver as the local engine) on ``options.batch`` pairs at a time. Actors return one serialised
 :class:`~mmfuse_cli.report.rows.ItemResult` per pair; the driver streams them back (``iter_rows``).
 
-Fault tolerance is Ray's: the actors are created with ``max_restarts=-1`` and ``max_task_retries=-1``, so a killed
-actor is restarted and its unfinished batch is run again; outputs are written atomically and the model is
+Fault tolerance is Ray's: Ray Data creates pool actors with ``max_restarts=-1`` and ``max_task_retries=-1`` (its
+defaults, kept), so a killed actor is restarted and its unfinished batch is run again; outputs are written atomically and the model is
 deterministic on CPU, so a redone pair rewrites the same bytes.
 
 ``import ray`` happens only inside the functions of this module.
@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -35,8 +34,8 @@ from mmfuse_cli.pairing import Pair
 from mmfuse_cli.report.rows import ItemResult
 
 PAIRS_PER_BLOCK = 4
-"""Dataset blocks hold this many network batches: small blocks spread the work evenly over the actors and bound
-what a killed actor's retry redoes."""
+"""Dataset blocks hold at most this many network batches (and there are at least two blocks per actor): small
+blocks spread the work evenly over the actors and bound what a killed actor's retry redoes."""
 
 
 class FuseWorker:
@@ -106,7 +105,7 @@ def run_pairs_ray(
             ray.init(
                 address=engine.address,
                 include_dashboard=False,
-                logging_level=logging.WARNING,
+                logging_level=logging.ERROR,
                 log_to_driver=False,
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -172,26 +171,23 @@ def _dispatch(ray, todo, checkpoint, config, options, engine, emit, on_warning) 
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     actors, gpus = pool_size(ray.cluster_resources(), engine, config, len(todo))
     items = [{"key": p.key, "a": str(p.a), "b": str(p.b)} for p in todo]
-    blocks = max(1, min(len(items), math.ceil(len(items) / (PAIRS_PER_BLOCK * options.batch))))
-    remote_args: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1}
-    if gpus:
-        remote_args["num_gpus"] = gpus
+    blocks = min(len(items), max(2 * actors, math.ceil(len(items) / (PAIRS_PER_BLOCK * options.batch))))
     dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
         FuseWorker,
         batch_size=options.batch,
         batch_format="numpy",
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=engine.threads_per_actor,
+        num_gpus=gpus or None,
         fn_constructor_kwargs={
             "checkpoint": str(checkpoint),
             "config": config,
             "options": options,
             "threads": engine.threads_per_actor,
         },
-        **remote_args,
     )
     seen: set[str] = set()
     for row in dataset.iter_rows():
