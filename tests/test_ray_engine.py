@@ -61,6 +61,15 @@ def _pairs(folder: Path, n: int, size: int = 64) -> tuple[Path, Path]:
     return a, b
 
 
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory, checkpoint):
+    """24 pairs of 128x128 (long enough for a kill to land mid-run) and the local engine's outputs for them."""
+    root = tmp_path_factory.mktemp("long")
+    a, b = _pairs(root, 24, size=128)
+    assert _cli(a, b, "-o", root / "reference", "--model", checkpoint, *NOISE).exit_code == 0
+    return a, b, root / "reference"
+
+
 def _rows(path: Path, out: Path) -> list[dict]:
     """run.csv rows sorted by item, without the timing column and with the output folder made relative."""
     with open(path) as handle:
@@ -165,13 +174,13 @@ def test_pool_size_follows_gpus_then_cpus():
     assert pool_size({"CPU": 16.0}, EngineOptions("ray", actors=3), FuseConfig(), 2) == (2, 0.0)
 
 
-def test_an_actor_killed_mid_run_is_retried_and_the_outputs_are_identical(cluster, checkpoint, tmp_path):
+def test_an_actor_killed_mid_run_is_retried_and_the_outputs_are_identical(
+    cluster, checkpoint, long_run, tmp_path
+):
     from mmfuse_cli.batch.ray_engine import run_pairs_ray
 
-    n = 24
-    a, b = _pairs(tmp_path, n, size=128)
-    reference = tmp_path / "reference"
-    assert _cli(a, b, "-o", reference, "--model", checkpoint, *NOISE).exit_code == 0
+    a, b, reference = long_run
+    n = len(_files(reference))
     out = tmp_path / "out"
     noisy = SourceRequest(Degradation(noise=0.03))
     options = RunOptions(output_dir=out, source_a=noisy, source_b=noisy)
@@ -198,12 +207,10 @@ def test_an_actor_killed_mid_run_is_retried_and_the_outputs_are_identical(cluste
     assert not list(out.rglob(f"*{TEMP_SUFFIX}"))
 
 
-def test_a_killed_driver_then_skip_existing_completes_the_set(cluster, checkpoint, tmp_path):
-    n = 24
-    a, b = _pairs(tmp_path, n, size=128)
-    reference, out = tmp_path / "reference", tmp_path / "out"
+def test_a_killed_driver_then_skip_existing_completes_the_set(cluster, checkpoint, long_run, tmp_path):
+    a, b, reference = long_run
+    n, out = len(_files(reference)), tmp_path / "out"
     common = [a, b, "--model", checkpoint, *NOISE]
-    assert _cli(*common, "-o", reference).exit_code == 0
     driver = subprocess.Popen(
         [sys.executable, "-m", "mmfuse_cli", "run", *map(str, common), "-o", str(out), "--engine", "ray"]
         + ["--address", cluster],
