@@ -33,14 +33,18 @@ from mmfuse_cli.pairing import pair_folders
 ray = pytest.importorskip("ray")
 runner = CliRunner()
 NOISE = ["--a-noise", "0.03", "--b-noise", "0.03", "-q"]
+MARKER = f"MMFUSE_RAY_TEST_{os.getpid()}"
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray for this module (2 CPUs, no dashboard); the engine joins it instead of starting its own."""
+    """A local Ray for this module (2 CPUs, no dashboard); the engine joins it instead of starting its own. Its
+    processes inherit ``MARKER`` in their environment, so that the test finds its own actors only."""
+    os.environ[MARKER] = "1"
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+    os.environ.pop(MARKER, None)
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +93,16 @@ def _cli(*args):
 
 
 def _worker_pids() -> list[int]:
-    """PIDs of this machine's mmfuse Ray actors (Ray titles an actor process ``ray::MapWorker(...FuseWorker...)``)."""
+    """PIDs of this module's mmfuse Ray actors (Ray titles an actor process ``ray::MapWorker(...FuseWorker...)``;
+    other test runs on the same machine lack ``MARKER``)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"FuseWorker" in (entry / "cmdline").read_bytes():
+                if (
+                    b"FuseWorker" in (entry / "cmdline").read_bytes()
+                    and MARKER.encode() in (entry / "environ").read_bytes()
+                ):
                     pids.append(int(entry.name))
             except OSError:
                 pass
