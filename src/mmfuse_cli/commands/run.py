@@ -202,9 +202,8 @@ def run(
             results = run_pairs(pairs, fuser, options, on_result, resolver=resolver)
         else:
             results = _run_ray(pairs, checkpoint, config, options, engine_options, on_result, console)
-            sink.rows.sort(
-                key=lambda row: str(row["item"])
-            )  # completion order is the cluster's: sort by item
+            # rows arrive in the cluster's completion order: run.csv lists them sorted by item
+            sink.rows.sort(key=lambda row: str(row["item"]))
     try:
         sink.close()
     except OSError as exc:
