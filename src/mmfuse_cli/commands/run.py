@@ -27,7 +27,13 @@ FLAGS = {
     "bit_depth": "--bit-depth",
     "batch": "--batch",
     "bits": "--input-bits",
+    # EngineOptions (--engine ray)
+    "engine": "--engine",
+    "address": "--address",
+    "actors": "--actors",
+    "gpus_per_actor": "--gpus-per-actor",
 }
+RAY_MISSING = "--engine ray needs Ray: pip install 'mmfuse[ray]'"
 
 
 def _number(text: str | None, side: str, name: str, kind: type) -> float | int | str | None:
@@ -137,10 +143,24 @@ def run(
     ),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per pair on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process) or ray (an actor pool on a Ray cluster; mmfuse[ray])."
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster to join (default: RAY_ADDRESS, else a Ray started for the run)."
+    ),
+    actors: Optional[int] = typer.Option(
+        None, "--actors", help="Ray actors, one model each (default: one per GPU share, else one per CPU)."
+    ),
+    gpus_per_actor: float = typer.Option(
+        1.0, "--gpus-per-actor", help="GPUs per Ray actor on a GPU cluster (0.5: two actors per GPU)."
+    ),
 ) -> None:
     """Restore and fuse every pair of A_DIR and B_DIR (or --pairs), writing OUT/<stem>.<format> and run.csv."""
     # torch and the model are imported here, not at module level, so `mmfuse --help` stays fast
-    from mmfuse_cli.batch.pipeline import RunOptions, make_resolver, run_pairs
+    from mmfuse_cli.batch.engines import EngineError, EngineOptions, ray_available
+    from mmfuse_cli.batch.pipeline import run_pairs
+    from mmfuse_cli.batch.stages import RunOptions, make_resolver
     from mmfuse_cli.degradation.resolve import ResolveError
     from mmfuse_cli.engine.config import FuseConfig
     from mmfuse_cli.engine.fuser import Fuser
@@ -162,6 +182,9 @@ def run(
             save_sources=save_sources,
             skip_existing=skip_existing,
         )
+        engine_options = EngineOptions(engine, address, actors, gpus_per_actor=gpus_per_actor)
+        if engine_options.engine == "ray" and not ray_available():
+            raise EngineError(RAY_MISSING)
         config = FuseConfig(
             device=device,
             steps=steps,
@@ -182,9 +205,9 @@ def run(
             raise ValueError(
                 f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}"
             )
-        fuser = Fuser(fusion_model, config)
+        fuser = Fuser(fusion_model, config) if engine_options.engine == "local" else None
         output.mkdir(parents=True, exist_ok=True)
-    except WeightsError as exc:
+    except (WeightsError, EngineError) as exc:
         report_error(console, str(exc))
         raise typer.Exit(getattr(exc, "exit_code", EXIT_USAGE)) from None
     except InvalidValueError as exc:
@@ -209,7 +232,12 @@ def run(
             sink.emit(result.as_row())
             bar.advance()
 
-        results = run_pairs(pairs, fuser, options, on_result, resolver=resolver)
+        if fuser is not None:
+            results = run_pairs(pairs, fuser, options, on_result, resolver=resolver)
+        else:
+            results = _run_ray(pairs, checkpoint, config, options, engine_options, on_result, console)
+            # rows arrive in the cluster's completion order: run.csv lists them sorted by item
+            sink.rows.sort(key=lambda row: str(row["item"]))
     try:
         sink.close()
     except OSError as exc:
@@ -236,6 +264,26 @@ def _write_html_report(console, output: Path, csv_path) -> bool:
         report_error(console, f"cannot write the HTML report: {exc}")
         return False
     return True
+
+
+def _run_ray(pairs, checkpoint, config, options, engine_options, on_result, console) -> list[ItemResult]:
+    """``--engine ray``: the same stages in a Ray Data actor pool (imported here: the local path never loads Ray)."""
+    from mmfuse_cli.batch.engines import EngineError
+    from mmfuse_cli.batch.ray_engine import run_pairs_ray
+
+    try:
+        return run_pairs_ray(
+            pairs,
+            checkpoint,
+            config,
+            options,
+            engine_options,
+            on_result,
+            on_warning=lambda message: report_warning(console, message),
+        )
+    except EngineError as exc:
+        report_error(console, str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _collect_pairs(a_dir, b_dir, pairs_file, recursive) -> tuple[list[Pair], list[tuple[str, str]]]:
