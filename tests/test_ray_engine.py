@@ -21,7 +21,6 @@ from mmfuse_cli.batch.engines import EngineOptions
 from mmfuse_cli.batch.stages import RunOptions
 from mmfuse_cli.cli import app
 from mmfuse_cli.degradation.resolve import SourceRequest
-from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.engine.config import FuseConfig
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.files import TEMP_SUFFIX
@@ -190,7 +189,7 @@ def test_an_actor_killed_mid_run_is_retried_and_the_outputs_are_identical(
     a, b, reference = long_run
     n = len(_files(reference))
     out = tmp_path / "out"
-    noisy = SourceRequest(Degradation(noise=0.03))
+    noisy = SourceRequest(noise=0.03)
     options = RunOptions(output_dir=out, source_a=noisy, source_b=noisy)
     results: list = []
     job = threading.Thread(

@@ -205,7 +205,10 @@ def write_pair(loaded: LoadedPair, fused: FusedPair, options: RunOptions, second
             extra.update(score_fused(fused.fused))
     except Exception as exc:  # noqa: BLE001 - one pair's failure, never the run's
         return ItemResult(
-            key, "failed", f"{target}: cannot score ({describe_exception(exc)})", seconds + time.perf_counter() - start
+            key,
+            "failed",
+            f"{target}: cannot score ({describe_exception(exc)})",
+            seconds + time.perf_counter() - start,
         )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
