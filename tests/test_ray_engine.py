@@ -66,10 +66,16 @@ def _pairs(folder: Path, n: int, size: int = 64) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def long_run(tmp_path_factory, checkpoint):
-    """24 pairs of 128x128 (long enough for a kill to land mid-run) and the local engine's outputs for them."""
+    """24 pairs of 128x128 (long enough for a kill to land mid-run) and the local engine's outputs for them, with
+    one torch thread like each actor."""
     root = tmp_path_factory.mktemp("long")
     a, b = _pairs(root, 24, size=128)
-    assert _cli(a, b, "-o", root / "reference", "--model", checkpoint, *NOISE).exit_code == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each actor: float sums depend on how many threads share them (README, Ray)
+    try:
+        assert _cli(a, b, "-o", root / "reference", "--model", checkpoint, *NOISE).exit_code == 0
+    finally:
+        torch.set_num_threads(threads)
     return a, b, root / "reference"
 
 
