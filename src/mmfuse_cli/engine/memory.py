@@ -1,0 +1,51 @@
+"""Bounded memory: the tile size that keeps a pair's peak memory under a budget (``FuseConfig.max_memory``).
+
+Model (peak RSS of ``mmfuse run`` on one pair, measured per backend with ``bench/speed.py --memory-model``):
+
+    peak = BASE + WHOLE * H * W + WORK[backend] * min(H * W, tile_h * tile_w)     (bytes, batch 1)
+
+* ``BASE``: the process with torch, the model and the runtime loaded;
+* ``WHOLE``: what every output pixel costs however the pair is tiled (decoded inputs, luminance and chroma,
+  the blended accumulators, the fused and restored images, the encoded output);
+* ``WORK``: the sampler's working set per pixel of one tile (state, network activations, correction).
+
+A pair is tiled when the untiled peak would exceed the budget; the tile is the largest square multiple of 64
+pixels whose peak fits with :data:`MARGIN`, at least :data:`MIN_AUTO_TILE`. A batch of N pairs multiplies
+``WHOLE`` and ``WORK`` by N.
+"""
+
+from __future__ import annotations
+
+import math
+
+MIB = 2**20
+BASE = 450 * MIB
+WHOLE = 60
+WORK = {"torch": 300, "openvino": 200, "onnxruntime": 250}
+MARGIN = 0.85
+"""Fraction of the budget the model may plan for (the rest absorbs allocator slack and the machine's noise)."""
+MIN_AUTO_TILE = 256
+
+
+def peak_estimate(pixels: int, tile_pixels: int, batch: int, backend: str) -> float:
+    """Modelled peak RSS in bytes for ``batch`` pairs of ``pixels`` output pixels run in tiles of
+    ``tile_pixels`` (the whole image when larger)."""
+    return BASE + batch * (WHOLE * pixels + WORK[backend] * min(pixels, tile_pixels))
+
+
+def auto_tile(
+    grid: tuple[int, int], batch: int, backend: str, max_memory: int | None, overlap: int = 32
+) -> int | None:
+    """The tile size (output pixels per side) that keeps the modelled peak within ``max_memory`` bytes, or None
+    when the whole pair fits (or there is no budget)."""
+    height, width = grid
+    pixels = height * width
+    if max_memory is None or peak_estimate(pixels, pixels, batch, backend) <= MARGIN * max_memory:
+        return None
+    room = MARGIN * max_memory - BASE - batch * WHOLE * pixels
+    side = math.isqrt(max(0, int(room / (batch * WORK[backend])))) if room > 0 else 0
+    tile = max(MIN_AUTO_TILE, side // 64 * 64)
+    return tile if tile < max(height, width) else None
+
+
+__all__ = ["BASE", "MARGIN", "MIN_AUTO_TILE", "WHOLE", "WORK", "auto_tile", "peak_estimate"]
