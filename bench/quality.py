@@ -37,7 +37,6 @@ from pathlib import Path
 import alternatives
 import numpy as np
 from _common import KNOWN_GRIDS, SCENARIOS, SPLITS, load_clean_pairs, observe, pseudo_inverse
-from mmfuse_cli.weights.resolve import resolve_checkpoint
 
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.engine.config import FuseConfig
@@ -46,6 +45,7 @@ from mmfuse_cli.metrics import compute_metrics
 from mmfuse_cli.metrics.pixel import psnr_reference
 from mmfuse_cli.metrics.structural import ssim_reference
 from mmfuse_cli.model.checkpoint import load_checkpoint
+from mmfuse_cli.weights.resolve import resolve_checkpoint
 
 HERE = Path(__file__).resolve().parent
 
