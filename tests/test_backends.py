@@ -14,7 +14,7 @@ from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.engine import backend as backend_module
 from mmfuse_cli.engine.backend import installed_backends, pick_backend
 from mmfuse_cli.engine.config import FuseConfig
-from mmfuse_cli.engine.export import cache_dir
+from mmfuse_cli.engine.export import cache_dir, file_sha256
 from mmfuse_cli.engine.fuser import Fuser
 from mmfuse_cli.io import to_gray
 from mmfuse_cli.model.checkpoint import load_checkpoint
@@ -83,7 +83,7 @@ def test_shipped_model_on_the_fastest_backend_matches_torch():
     if fastest == "torch":
         pytest.skip("no fast runtime installed")
     model = load_checkpoint(resolve_checkpoint(None, task="ivif", progress=False))
-    a, b = camera(64, 96), astronaut(128, 192)
+    a, b = camera(40, 48), astronaut(80, 96)
     ref = Fuser(model, FuseConfig(device="cpu", backend="torch")).fuse(a, b, DEG_A, DEG_B)
     out = Fuser(model, FuseConfig(device="cpu", backend=fastest)).fuse(a, b, DEG_A, DEG_B)
     assert _max_diff(out, ref) < TOL
@@ -106,8 +106,11 @@ def test_a_corrupt_or_stale_export_cache_is_rebuilt(tiny, runtime, tmp_path, mon
         blob.write_bytes(blob.read_bytes()[: len(blob.read_bytes()) // 2] + b"garbage")
     again = Fuser(tiny, FuseConfig(device="cpu", backend=runtime)).fuse(a, b, DEG_A, DEG_B)
     assert _max_diff(again, first) < 1e-6
-    for sidecar, record in records.items():
-        assert json.loads(sidecar.read_text())["files"] == record  # rebuilt to the same export
+    for (
+        sidecar
+    ) in sidecars:  # rebuilt: every file matches its new sidecar (an OpenVINO IR is not byte-stable)
+        for name, digest in json.loads(sidecar.read_text())["files"].items():
+            assert file_sha256(folder / name) == digest
     # a sidecar that is not JSON, and a missing file
     sidecars[0].write_text("{not json")
     blobs[-1].unlink()

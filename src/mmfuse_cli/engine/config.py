@@ -30,6 +30,7 @@ class FuseConfig:
         tile: tile size in output pixels, >= 64 (``None`` = whole image); tiles overlap by ``overlap`` pixels and
             are blended with linear ramps.
         overlap: tile overlap in output pixels (>= 0).
+        halo: context margin in output pixels (>= 0) sampled around each tile's inner sides and cropped off.
         damping: sampler damping mode (``learned`` unless experimenting).
         flip_ensemble: average the network over four flips of its input at every step
             (:mod:`mmfuse_cli.sampling.ensemble`): about 4x the time for +0.03 to +0.25 dB on the restored sources.
@@ -48,6 +49,7 @@ class FuseConfig:
     precision: Precision = "auto"
     tile: int | None = None
     overlap: int = 32
+    halo: int = 32
     damping: DampingMode = "learned"
     flip_ensemble: bool = False
     backend: str = "auto"
@@ -64,6 +66,8 @@ class FuseConfig:
             raise InvalidValueError("tile", f"must be >= {MIN_TILE} pixels, got {self.tile}")
         if self.overlap < 0:
             raise InvalidValueError("overlap", f"must be >= 0 pixels, got {self.overlap}")
+        if self.halo < 0:
+            raise InvalidValueError("halo", f"must be >= 0 pixels, got {self.halo}")
         if self.damping not in DAMPING_MODES:
             raise InvalidValueError(
                 "damping", f"must be one of {', '.join(DAMPING_MODES)}, got {self.damping!r}"

@@ -84,7 +84,7 @@ class Fuser:
         ``config.max_memory`` allows (:func:`~mmfuse_cli.engine.memory.auto_tile`; ``None`` = whole image)."""
         if self.config.tile is not None:
             return self.config.tile
-        return auto_tile(grid, batch, self.backend.name, self.config.max_memory, self.config.overlap)
+        return auto_tile(grid, batch, self.backend.name, self.config.max_memory, self.config.halo)
 
     def fuse(self, a: np.ndarray, b: np.ndarray, deg_a: Degradation, deg_b: Degradation) -> FusedPair:
         """Fuse one pair (see the module docstring for shapes and colour)."""
@@ -114,7 +114,7 @@ class Fuser:
                 raise FusionError(str(exc)) from None
 
         tile = self.tile_for(grid, len(a_list))
-        out = sample_tiled(run, ya, yb, deg_a, deg_b, grid, tile, self.config.overlap)
+        out = sample_tiled(run, ya, yb, deg_a, deg_b, grid, tile, self.config.overlap, self.config.halo)
         results = []
         for i, (a, b) in enumerate(zip(a_list, b_list)):
             fused_y = out.f[i, 0].float().clamp(0, 1).cpu().numpy()

@@ -2,7 +2,7 @@
 
 Model (peak RSS of ``mmfuse run`` on one pair, measured per backend with ``bench/speed.py --memory-model``):
 
-    peak = BASE + WHOLE * H * W + WORK[backend] * min(H * W, tile_h * tile_w)     (bytes, batch 1)
+    peak = BASE + WHOLE * H * W + WORK[backend] * min(H * W, (tile + 2 halo)^2)     (bytes, batch 1)
 
 * ``BASE``: the process with torch, the model and the runtime loaded;
 * ``WHOLE``: what every output pixel costs however the pair is tiled (decoded inputs, luminance and chroma,
@@ -34,17 +34,17 @@ def peak_estimate(pixels: int, tile_pixels: int, batch: int, backend: str) -> fl
 
 
 def auto_tile(
-    grid: tuple[int, int], batch: int, backend: str, max_memory: int | None, overlap: int = 32
+    grid: tuple[int, int], batch: int, backend: str, max_memory: int | None, halo: int = 32
 ) -> int | None:
-    """The tile size (output pixels per side) that keeps the modelled peak within ``max_memory`` bytes, or None
-    when the whole pair fits (or there is no budget)."""
+    """The tile size (output pixels per side, sampled with ``halo`` pixels of context around it) that keeps the
+    modelled peak within ``max_memory`` bytes, or None when the whole pair fits (or there is no budget)."""
     height, width = grid
     pixels = height * width
     if max_memory is None or peak_estimate(pixels, pixels, batch, backend) <= MARGIN * max_memory:
         return None
     room = MARGIN * max_memory - BASE - batch * WHOLE * pixels
     side = math.isqrt(max(0, int(room / (batch * WORK[backend])))) if room > 0 else 0
-    tile = max(MIN_AUTO_TILE, side // 64 * 64)
+    tile = max(MIN_AUTO_TILE, (side - 2 * halo) // 64 * 64)
     return tile if tile < max(height, width) else None
 
 

@@ -96,14 +96,21 @@ class OnnxRuntimeDenoiser(RuntimeDenoiser):
 class OpenVinoDenoiser(RuntimeDenoiser):
     """The exported network compiled by OpenVINO for the CPU: fp32 inference precision (its bf16 default on
     CPUs with AVX-512 BF16 / AMX differs by up to 6e-2 and gained nothing), latency hint, ``threads`` threads.
-    The converted OpenVINO model (IR) is cached beside the ONNX export, keyed by OpenVINO's version."""
+
+    It is compiled for each input shape it meets (the last :data:`SHAPES_KEPT` are kept): with static shapes
+    OpenVINO plans its memory, 230 MB instead of 480 MB peak at 640x480 and 0.56 GB instead of 1.6 GB at
+    1280x960, and runs faster; a new shape costs one compile (about 0.3 s). Folders of same-size images and
+    tiles (all of one shape, :mod:`mmfuse_cli.engine.tiling`) meet one or two shapes. The converted OpenVINO
+    model (IR) is cached beside the ONNX export, keyed by OpenVINO's version."""
+
+    SHAPES_KEPT = 2
 
     def __init__(self, net: FusionUNet, threads: int):
         super().__init__(net, threads)
         import openvino as ov
 
-        core = ov.Core()
-        config = {
+        self.core = ov.Core()
+        self.config = {
             "INFERENCE_PRECISION_HINT": "f32",
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads,
@@ -116,14 +123,35 @@ class OpenVinoDenoiser(RuntimeDenoiser):
 
         def load(files: list[Path]):
             xml = next(p for p in files if p.suffix == ".xml")
-            return core.compile_model(core.read_model(str(xml)), "CPU", config)
+            model = self.core.read_model(str(xml))
+            self._compile(model, (1, 3, 2 * net.size_multiple, 2 * net.size_multiple))  # fails here if bad
+            return model
 
-        self.compiled = cached_entry(entry_key(net, "openvino", ov.__version__), build, load)
-        self.request = self.compiled.create_infer_request()
+        self.model = cached_entry(entry_key(net, "openvino", ov.__version__), build, load)
+        self.compiled: dict[tuple[int, ...], tuple[object, object]] = {}
+
+    def _compile(self, model, shape: tuple[int, ...]):
+        n, _, h, w = shape
+        model.reshape(
+            {
+                "z": [n, 3, h, w],
+                "pinv1": [n, 1, h, w],
+                "pinv2": [n, 1, h, w],
+                "cond": [n, self.net.config.cond_dim],
+            }
+        )
+        compiled = self.core.compile_model(model, "CPU", self.config)
+        return compiled, compiled.create_infer_request()
 
     def run(self, feed):
-        result = self.request.infer([feed[name] for name in INPUT_NAMES])
-        return result[self.compiled.output(0)], result[self.compiled.output(1)]
+        shape = feed["z"].shape
+        if shape not in self.compiled:
+            while len(self.compiled) >= self.SHAPES_KEPT:
+                self.compiled.pop(next(iter(self.compiled)))
+            self.compiled[shape] = self._compile(self.model, shape)
+        compiled, request = self.compiled[shape]
+        result = request.infer([feed[name] for name in INPUT_NAMES])
+        return result[compiled.output(0)], result[compiled.output(1)]
 
 
 DENOISERS = {"openvino": OpenVinoDenoiser, "onnxruntime": OnnxRuntimeDenoiser}
