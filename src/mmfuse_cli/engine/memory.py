@@ -1,6 +1,7 @@
 """Bounded memory: the tile size that keeps a pair's peak memory under a budget (``FuseConfig.max_memory``).
 
-Model (peak RSS of ``mmfuse run`` on one pair, measured per backend with ``bench/speed.py --memory-model``):
+Model (peak RSS of ``mmfuse run`` on one pair, its VmHWM, measured per backend at 640x480 and 1280x960 untiled
+and at 2560x1920 in tiles; docs/BENCHMARKS.md, Speed, "Memory"):
 
     peak = BASE + WHOLE * H * W + WORK[backend] * min(H * W, (tile + 2 halo)^2)     (bytes, batch 1)
 
@@ -19,9 +20,13 @@ from __future__ import annotations
 import math
 
 MIB = 2**20
-BASE = 450 * MIB
-WHOLE = 60
-WORK = {"torch": 300, "openvino": 200, "onnxruntime": 250}
+BASE = 480 * MIB
+"""Measured 380-480 MB (torch, OpenVINO, ONNX Runtime)."""
+WHOLE = 100
+"""Bytes per output pixel, measured 96 at 2560x1920 with torch (34 at 1280x960)."""
+WORK = {"torch": 350, "openvino": 420, "onnxruntime": 850}
+"""Bytes per sampled pixel, measured (slope 640x480 -> 1280x960, minus ``WHOLE``): 330, 420, 840. OpenVINO is
+compiled per shape (static memory plan; dynamic shapes cost 1370); ONNX Runtime's arena keeps more."""
 MARGIN = 0.85
 """Fraction of the budget the model may plan for (the rest absorbs allocator slack and the machine's noise)."""
 MIN_AUTO_TILE = 256
