@@ -7,6 +7,7 @@
     python bench/speed.py --compare-backends 3  # every installed backend, alternated: model only + `mmfuse run`
     python bench/speed.py --large               # one 4000x3000 pair through `mmfuse run`, default settings: peak RSS
     python bench/speed.py --flat 100            # `mmfuse run` over 100 640x480 pairs: s/pair first vs last tenth
+    python bench/speed.py --compare-engines 3   # local engine (2 threads) vs --engine ray (2 single-thread actors)
 
 Figures are medians over ``--repeats`` runs (the machines are noisy); the machine, date and torch threads are
 printed and written with the figures to ``bench/results/speed-<date>.json``. Nothing here asserts a time.
@@ -216,6 +217,84 @@ def compare_backends(model_factory, rounds: int, repeats: int, pairs: int) -> di
     return table
 
 
+def compare_engines(checkpoint: Path, rounds: int, n: int, actors: int = 2) -> dict:
+    """Alternate the local engine (one process, ``actors`` torch threads) and the Ray engine (``actors``
+    single-thread actors) over the same ``n`` 640x480 pairs, both in this process on one local Ray.
+
+    Throughput is steady-state pairs/s, (n - 1) / (last result - first result) seconds, so that neither side's
+    start-up counts; start-up is reported apart: ``ray.init`` seconds, and the Ray engine's extra seconds to its
+    first result (actor processes, imports, model load) over the local engine's.
+    """
+    import logging
+
+    import ray
+
+    from mmfuse_cli.batch.engines import EngineOptions
+    from mmfuse_cli.batch.pipeline import run_pairs
+    from mmfuse_cli.batch.ray_engine import run_pairs_ray
+    from mmfuse_cli.batch.stages import RunOptions
+    from mmfuse_cli.degradation.resolve import SourceRequest
+    from mmfuse_cli.pairing import pair_folders
+
+    def timed(run) -> tuple[float, float, float]:
+        stamps: list[float] = []
+        start = time.perf_counter()
+        run(lambda result: stamps.append(time.perf_counter()))
+        return (n - 1) / (stamps[-1] - stamps[0]), stamps[0] - start, stamps[-1] - start
+
+    start = time.perf_counter()
+    ray.init(num_cpus=actors, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    init_s = time.perf_counter() - start
+    torch.set_num_threads(actors)
+    config = FuseConfig(device="cpu")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        a_dir, b_dir = make_folder(Path(tmp), n, (480, 640))
+        pairs = pair_folders(a_dir, b_dir).pairs
+        for r in range(rounds):
+            options = {
+                name: RunOptions(
+                    output_dir=Path(tmp) / f"{name}{r}",
+                    source_a=SourceRequest(blur=DEG_A.blur, noise=DEG_A.noise, scale=DEG_A.scale),
+                    source_b=SourceRequest(blur=DEG_B.blur, noise=DEG_B.noise, scale=DEG_B.scale),
+                )
+                for name in ("local", "ray")
+            }
+            fuser = Fuser(load_checkpoint(checkpoint), config)
+            local = timed(lambda cb, f=fuser, o=options["local"]: run_pairs(pairs, f, o, cb))
+            engine = EngineOptions("ray", actors=actors, threads_per_actor=1)
+            distributed = timed(
+                lambda cb, o=options["ray"], e=engine: run_pairs_ray(pairs, checkpoint, config, o, e, cb)
+            )
+            rows.append({"local": local, "ray": distributed})
+            print(
+                f"  round {r + 1}: local {local[0]:.3f} pairs/s (first result {local[1]:.1f} s), "
+                f"ray {distributed[0]:.3f} pairs/s (first result {distributed[1]:.1f} s), "
+                f"ratio {distributed[0] / local[0]:.2f}",
+                flush=True,
+            )
+    ray.shutdown()
+    med = {k: statistics.median(row[k][0] for row in rows) for k in ("local", "ray")}
+    extra = statistics.median(row["ray"][1] - row["local"][1] for row in rows)
+    summary = {
+        "pairs": n,
+        "actors": actors,
+        "local_pairs_per_s": med["local"],
+        "ray_pairs_per_s": med["ray"],
+        "ratio": statistics.median(row["ray"][0] / row["local"][0] for row in rows),
+        "ray_init_s": init_s,
+        "ray_extra_to_first_result_s": extra,
+        "rounds": [
+            {k: dict(zip(("pairs_per_s", "first_s", "last_s"), v)) for k, v in row.items()} for row in rows
+        ],
+    }
+    print(
+        f"median: local {med['local']:.3f} pairs/s, ray {med['ray']:.3f} pairs/s, ratio ray / local "
+        f"{summary['ratio']:.2f}; start-up: ray.init {init_s:.1f} s + {extra:.1f} s more to the first result"
+    )
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -278,6 +357,14 @@ def main() -> None:
         metavar="PAIRS",
         help="only `mmfuse run` over PAIRS 640x480 pairs: median s/pair of the first and the last tenth",
     )
+    parser.add_argument(
+        "--compare-engines",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only alternate the local engine (2 threads) and --engine ray (2 single-thread actors) ROUNDS times",
+    )
+    parser.add_argument("--engine-pairs", type=int, default=16, help="pairs per run of --compare-engines")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -324,6 +411,18 @@ def main() -> None:
             args.compare_layouts,
             args.repeats,
         )
+        return
+    if args.compare_engines:
+        print(
+            "\nend to end, 640x480 output, T = 3, batch 1: local engine vs ray engine, steady-state pairs/s"
+        )
+        summary = compare_engines(
+            resolve_checkpoint(args.model, task="ivif"), args.compare_engines, args.engine_pairs
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"engines-{info['date']}{'-' + args.tag if args.tag else ''}.json"
+        path.write_text(json.dumps({**info, **summary}, indent=2) + "\n")
+        print(f"wrote {path}")
         return
     if args.compare_flips:
         variants = {"flip-ensemble": lambda steps: factory(steps, flip_ensemble=True), "plain": factory}

@@ -17,4 +17,7 @@ mmfuse run "$work/degraded/ir" "$work/degraded/vi" -o "$work/fused" --save-sourc
 
 # 3. Score the fused images against the clean sources (we have them, because we degraded them ourselves).
 mmfuse evaluate "$work/fused" --a "$work/clean/ir" --b "$work/clean/vi" -m EN,SD,SF,Qabf,VIF,SSIM -o "$work/metrics.csv"
-echo "fused images: $work/fused   metrics: $work/metrics.csv"
+
+# 4. Look at them: a static HTML page (thumbnails, degradations, metrics, sortable table, before/after slider).
+mmfuse report "$work/fused"
+echo "fused images: $work/fused   metrics: $work/metrics.csv   report: $work/fused/report/index.html"

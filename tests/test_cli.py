@@ -13,7 +13,7 @@ def test_importing_the_cli_does_not_import_torch():
 def test_degradation_is_usable_without_torch_and_builds_its_operator_on_demand():
     code = (
         "import sys; from mmfuse_cli.degradation.spec import Degradation; d = Degradation(blur=1.5, scale=2);"
-        "from mmfuse_cli.degradation.resolve import SourceRequest; SourceRequest(d);"
+        "from mmfuse_cli.degradation.resolve import SourceRequest; SourceRequest(blur=1.5, scale=2);"
         "assert 'torch' not in sys.modules;"
         "from mmfuse_cli.degradation.operators import build_operator; op = build_operator(d); print(type(op).__name__)"
     )

@@ -174,3 +174,89 @@ def test_library_job_defaults_and_rows(folders):
     assert list(row)[: 2 + len(DEFAULT)] == ["item", "status", *DEFAULT]
     mean = mean_row(results, job)
     assert mean["Qabf"] == pytest.approx(np.mean([r.extra["Qabf"] for r in results]))
+
+
+# --- several fused folders (one per method) in one call ---
+
+
+@pytest.fixture
+def two_methods(folders, tmp_path):
+    """A second method: the pixel-wise maximum of the sources (in its own folder named like the first)."""
+    other = tmp_path / "other" / "fused"
+    other.mkdir(parents=True)
+    for fused in sorted(folders["fused"].glob("*.png")):
+        a = read_image(folders["a"] / fused.name).pixels
+        b = to_gray(read_image(next(folders["b"].glob(f"{fused.stem}.*"))).pixels)
+        write_image(other / fused.name, np.maximum(a, b))
+    return folders["fused"], other
+
+
+def test_several_folders_give_one_table_with_a_method_column(folders, two_methods, tmp_path):
+    first, second = two_methods
+    out = tmp_path / "methods.csv"
+    result = _invoke(folders, str(second), "-o", str(out))  # FUSED FUSED2 --a --b
+    assert result.exit_code == 0, result.stderr
+    rows = _csv_rows(out.read_text())
+    assert list(rows[0])[: 3 + len(NAMES)] == ["method", "item", "status", *NAMES]
+    assert list(rows[0])[-3:] == ["output", "a", "b"]
+    methods = [name for name in dict.fromkeys(r["method"] for r in rows)]
+    assert methods == [f"{tmp_path.name}/fused", "other/fused"]  # both folders are named fused: told apart
+    for method, folder in zip(methods, (first, second)):
+        mine = [r for r in rows if r["method"] == method]
+        assert [r["item"] for r in mine] == ["p0", "p1", "p2", "mean", "std"]
+        assert mine[0]["output"] == str(folder / "p0.png") and mine[0]["a"] == str(folders["a"] / "p0.png")
+        values = [float(r["Qabf"]) for r in mine[:3]]
+        assert float(mine[3]["Qabf"]) == pytest.approx(np.mean(values), abs=2e-6)
+        assert float(mine[4]["Qabf"]) == pytest.approx(np.std(values), abs=2e-6)
+    # the per-pair values are those of the single-folder evaluation
+    single = _csv_rows(_invoke(folders, "-q").stdout)
+    assert [r["EN"] for r in single[:3]] == [r["EN"] for r in rows[:3]]
+    assert "mean ± std" in result.stderr and "other/fused (3/3)" in result.stderr
+
+
+def test_several_folders_json_lines_failures_and_empty_folders(folders, two_methods, tmp_path):
+    _, second = two_methods
+    write_image(second / "p1.png", camera(40, 64))  # wrong size: fails in that method only
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _invoke(folders, str(second), str(empty), "--json", "-q")
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    status = {(x["method"], x["item"]): x["status"] for x in lines}
+    first = f"{tmp_path.name}/fused"
+    assert [status[(first, k)] for k in ("p0", "p1", "p2", "mean", "std")] == [
+        "ok",
+        "ok",
+        "ok",
+        "mean",
+        "std",
+    ]
+    assert [status[("other/fused", k)] for k in ("p0", "p1", "p2")] == ["ok", "failed", "ok"]
+    assert not any(method == "empty" for method, _ in status)
+    assert "does not match" in result.stderr and "empty: no images to evaluate" in result.stderr
+
+
+def test_method_names_and_the_summary_table(folders, two_methods):
+    from rich.console import Console
+
+    from mmfuse_cli.batch.compare import method_jobs, method_names
+    from mmfuse_cli.commands._evaluate_summary import summary_tables
+
+    assert method_names([folders["a"], folders["b"]]) == ["a", "b"]
+    assert method_names([folders["a"], folders["a"]]) == ["a", "a-2"]
+    job = EvalJob({"fused": folders["fused"], "a": folders["a"], "b": folders["b"]}, ["Qabf", "Nabf"])
+    jobs = method_jobs(job, [folders["fused"], folders["fused"]])
+    assert [j.folders["fused"] for _, j in jobs] == [folders["fused"]] * 2
+    rows = [
+        {"method": "x", "item": "p", "status": "ok", "Qabf": 0.5, "Nabf": 0.2},
+        {"method": "y", "item": "p", "status": "ok", "Qabf": 0.4, "Nabf": 0.1},
+        {"method": "y", "item": "q", "status": "failed", "Qabf": None, "Nabf": None},
+    ]
+    (table,) = summary_tables(rows, job, 200)
+    cells = {col.header: list(col.cells) for col in table.columns}
+    assert [str(c) for c in cells["method (scored/pairs)"]] == ["x (1/1)", "y (1/2)"]
+    assert [c.style for c in cells["Qabf ↑"]] == ["bold", ""]  # higher is better
+    assert [c.style for c in cells["Nabf ↓"]] == ["", "bold"]  # lower is better
+    console = Console(record=True, width=200)
+    console.print(table)
+    assert "0.5000 ± 0.0000" in console.export_text()

@@ -11,7 +11,8 @@ import torch
 from conftest import astronaut, camera
 from typer.testing import CliRunner
 
-from mmfuse_cli.batch.pipeline import RunOptions, run_pairs
+from mmfuse_cli.batch.pipeline import run_pairs
+from mmfuse_cli.batch.stages import RunOptions
 from mmfuse_cli.cli import app
 from mmfuse_cli.degradation.resolve import SourceRequest
 from mmfuse_cli.degradation.spec import Degradation

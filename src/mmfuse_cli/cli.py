@@ -6,13 +6,16 @@ Exit codes: 0 = every item succeeded, 1 = some items failed (the rest finished),
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
 from mmfuse_cli import __version__
 from mmfuse_cli.commands import degrade as degrade_cmd
+from mmfuse_cli.commands import estimate as estimate_cmd
 from mmfuse_cli.commands import evaluate as evaluate_cmd
 from mmfuse_cli.commands import info as info_cmd
+from mmfuse_cli.commands import report as report_cmd
 from mmfuse_cli.commands import run as run_cmd
 from mmfuse_cli.commands import train as train_cmd
 from mmfuse_cli.commands import weights as weights_cmd
@@ -56,10 +59,20 @@ app.command(
     short_help="Synthesize degradations.",
 )(degrade_cmd.degrade)
 app.command(
+    "estimate",
+    help="Estimate each image's noise, blur (and a pair's scale); optionally pin them in degradation.json.",
+    short_help="Estimate noise, blur, scale.",
+)(estimate_cmd.estimate)
+app.command(
     "evaluate",
     help="Objective fusion metrics (EN, MI, VIF, Qabf, SSIM ...) of fused images vs their sources.",
     short_help="Fusion metrics.",
 )(evaluate_cmd.evaluate)
+app.command(
+    "report",
+    help="Static HTML report of a run (or an evaluate comparison): images, degradations, metrics, sortable.",
+    short_help="HTML report of a run.",
+)(report_cmd.report)
 app.add_typer(
     weights_cmd.weights_app,
     name="weights",
@@ -73,8 +86,14 @@ app.command(
 )(train_cmd.train)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings (an alpha channel dropped, ...) as one ``warning:`` line on stderr, like every other message."""
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     """Console-script entry point."""
+    warnings.formatwarning = _one_line_warning
     try:
         app()
     except KeyboardInterrupt:

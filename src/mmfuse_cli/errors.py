@@ -1,7 +1,7 @@
 """The library's typed error for a bad value, so that each layer can say what is wrong without knowing the CLI.
 
 A value is validated once, where it enters the library (a :class:`~mmfuse_cli.degradation.spec.Degradation`, a
-:class:`~mmfuse_cli.engine.config.FuseConfig`, a :class:`~mmfuse_cli.batch.pipeline.RunOptions`). What is wrong
+:class:`~mmfuse_cli.engine.config.FuseConfig`, a :class:`~mmfuse_cli.batch.stages.RunOptions`). What is wrong
 is an :class:`InvalidValueError` naming the field (``tile``, ``blur``, ``bit_depth`` ...); the command line maps
 the field to its flag (``--tile``, ``--a-blur``, ``--bit-depth``) and prints one line.
 """

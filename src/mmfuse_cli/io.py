@@ -1,9 +1,13 @@
 """Image files in and out, and BT.601 colour conversion.
 
 Images inside mmfuse are numpy ``float32`` arrays with values in ``[0, 1]``, shaped ``(H, W)`` for gray or
-``(H, W, 3)`` for RGB. Files are 8-bit or 16-bit PNG / TIFF, 8-bit JPEG / BMP. Every write is atomic: the
-pixels go to a hidden temporary file in the destination folder, which is flushed, fsync'ed and renamed over
-the final name, so a crash never leaves a truncated image under the final name.
+``(H, W, 3)`` for RGB. Files are 8-bit or 16-bit PNG / TIFF, 8-bit JPEG / BMP; palette images are expanded to
+RGB, alpha is dropped. Every write is atomic: the pixels go to a hidden temporary file in the destination folder,
+which is flushed, fsync'ed and renamed over the final name, so a crash never leaves a truncated image under the
+final name.
+
+16-bit colour PNG (48-bit RGB, 64-bit RGBA) goes through libpng (:mod:`imagecodecs`): Pillow, behind imageio,
+cannot write it and silently reads it as 8-bit. Every other PNG goes through imageio as before.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import imagecodecs
 import imageio.v3 as iio
 import numpy as np
 
@@ -74,7 +79,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            raw = iio.imread(path)
+            raw = _decode_16bit_colour_png(path) if path.suffix.lower() == ".png" else None
+            if raw is None:
+                raw = iio.imread(path)
     except Exception as exc:  # imageio raises many types for corrupt files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageError(f"{path}: cannot decode image ({reason})") from None
@@ -94,6 +101,24 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: image has no pixels")
     pixels, depth = _to_unit_float(raw, path)
     return LoadedImage(pixels=pixels, bit_depth=depth, path=path)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _decode_16bit_colour_png(path: Path) -> np.ndarray | None:
+    """The samples of a 16-bit PNG with colour or alpha (uint16), or ``None`` for any other PNG (read by imageio).
+
+    The IHDR chunk follows the 8-byte signature: length, type, width, height, then bit depth and colour type.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(26)
+    if len(head) < 26 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    bit_depth, colour_type = head[24], head[25]
+    if bit_depth != 16 or colour_type == 0:
+        return None
+    return imagecodecs.png_decode(path.read_bytes())
 
 
 def _to_unit_float(raw: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
@@ -146,8 +171,11 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, bit_depth: int = 8)
     if bit_depth == 16 and ext not in SIXTEEN_BIT_EXTENSIONS:
         raise ImageError(f"{path}: {ext} cannot store 16-bit samples; use .png or .tif")
     data = quantize(pixels, bit_depth)
-    extra = {"quality": 95} if ext in (".jpg", ".jpeg") else {}
-    encoded = iio.imwrite("<bytes>", data, extension=ext, **extra)
+    if ext == ".png" and data.dtype == np.uint16 and data.ndim == 3:
+        encoded = imagecodecs.png_encode(data)  # 48-bit RGB: Pillow cannot
+    else:
+        extra = {"quality": 95} if ext in (".jpg", ".jpeg") else {}
+        encoded = iio.imwrite("<bytes>", data, extension=ext, **extra)
     atomic_write_bytes(path, encoded)
     return path
 

@@ -1,4 +1,5 @@
-"""``mmfuse evaluate FUSED --a A --b B``: objective fusion metrics per pair, plus their mean."""
+"""``mmfuse evaluate FUSED [FUSED2 ...] --a A --b B``: objective fusion metrics per pair, plus their mean; with
+several fused folders (one per method), one table with a ``method`` column and a summary per method."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from mmfuse_cli.batch.compare import method_jobs, method_row, method_summary_rows
 from mmfuse_cli.batch.evaluate import EvalJob, evaluate_folders, match_folders, mean_row, result_row
 from mmfuse_cli.commands._errors import flag_message
+from mmfuse_cli.commands._evaluate_summary import summary_tables
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.files import atomic_write_text
 from mmfuse_cli.metrics import REGISTRY, resolve_names
@@ -22,7 +25,12 @@ FLAGS = {"convention": "--convention", "against": "--against", "a_clean": "--a-c
 
 
 def evaluate(
-    fused_dir: Path = typer.Argument(..., help="Folder of fused images (colour is scored on its luminance)."),
+    fused_dirs: list[Path] = typer.Argument(
+        ...,
+        help="Folder(s) of fused images, one per method (colour is scored on its luminance).",
+        metavar="FUSED",
+        show_default=False,
+    ),
     a_dir: Path = typer.Option(
         ..., "--a", "--ir", help="Folder of source A images (infrared / CT, PET, SPECT)."
     ),
@@ -54,14 +62,18 @@ def evaluate(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Match files in sub-folders too."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table (errors still print)."),
 ) -> None:
-    """Score every fused image against its sources (matched by file stem); rows + mean as CSV or JSON Lines."""
+    """Score every fused image against its sources (matched by file stem); rows + mean as CSV or JSON Lines.
+    Several fused folders: one row per pair and method, a mean and std row per method, a summary table."""
     console = stderr_console(quiet)
+    fused_dir = fused_dirs[0]
     try:
         folders = {"fused": fused_dir, "a": a_dir, "b": b_dir}
         folders.update({k: v for k, v in (("a_clean", a_clean), ("b_clean", b_clean)) if v is not None})
         job = EvalJob(folders, resolve_names(metrics), convention, against, recursive)
         if output is not None and not output.parent.is_dir():
             raise ValueError(f"{output.parent}: output folder does not exist")
+        if len(fused_dirs) > 1:
+            methods = method_jobs(job, fused_dirs)
         items, unfused = match_folders(job)
     except InvalidValueError as exc:
         report_error(console, flag_message(exc, FLAGS))
@@ -70,6 +82,8 @@ def evaluate(
         report_error(console, str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     sink = RowSink(json_stdout=json_out and output is None)
+    if len(fused_dirs) > 1:
+        _evaluate_methods(methods, sink, console, output, json_out, quiet)
     if not items:
         report_error(console, f"{fused_dir}: no images to evaluate")
         raise typer.Exit(EXIT_ITEMS_FAILED)
@@ -154,3 +168,43 @@ def _label(row: dict[str, Any]) -> str:
     if row["item"] == "mean":
         return f"mean ({row['reason']})"
     return row["item"] + (" (failed)" if row["status"] == "failed" else "")
+
+
+def _evaluate_methods(
+    methods, sink: RowSink, console, output: Path | None, json_out: bool, quiet: bool
+) -> None:
+    """Score each method's folder; rows with a method column, a mean and std row per method; the summary table
+    on stderr. Exits: 0, or 1 when any pair of any method failed (or a folder had nothing to score)."""
+    failed = False
+    for name, job in methods:
+        items, unfused = match_folders(job)
+        folder = job.folders["fused"]
+        if not items:
+            report_error(console, f"{folder}: no images to evaluate (method {name})")
+            failed = True
+            continue
+        if unfused:
+            report_warning(
+                console, f"{len(unfused)} source pair(s) have no fused image in {folder}, not evaluated"
+            )
+        with progress_bar(console, len(items), f"evaluate {name} ({len(job.columns)} metrics)") as bar:
+            results = []
+            for item in items:
+                (result,) = evaluate_folders(job, items=[item])
+                if result.failed:
+                    report_error(console, f"{name}: {result.reason}")
+                sink.emit(method_row(name, item, result, job))
+                results.append(result)
+                bar.advance()
+        failed = failed or exit_code(results) != 0
+        for row in method_summary_rows(name, results, job):
+            sink.emit(row)
+    try:
+        _write_rows(sink.rows, output, json_out)
+    except OSError as exc:
+        report_error(console, f"{output}: cannot write ({exc.strerror or exc})")
+        raise typer.Exit(EXIT_ITEMS_FAILED) from None
+    if not quiet and methods:
+        for table in summary_tables(sink.rows, methods[0][1], console.width):
+            console.print(table)
+    raise typer.Exit(EXIT_ITEMS_FAILED if failed or not sink.rows else 0)

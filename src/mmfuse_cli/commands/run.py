@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from mmfuse_cli.commands._errors import flag_message
-from mmfuse_cli.degradation.resolve import SourceRequest
+from mmfuse_cli.degradation.resolve import AUTO, SourceRequest
 from mmfuse_cli.degradation.spec import MAX_GRID
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.pairing import Pair, pair_folders, parse_pair_lines
@@ -29,7 +29,13 @@ FLAGS = {
     "bits": "--input-bits",
     "backend": "--backend",
     "max_memory": "--max-memory",
+    # EngineOptions (--engine ray)
+    "engine": "--engine",
+    "address": "--address",
+    "actors": "--actors",
+    "gpus_per_actor": "--gpus-per-actor",
 }
+RAY_MISSING = "--engine ray needs Ray: pip install 'mmfuse[ray]'"
 
 
 def parse_memory(text: str | None) -> int | None:
@@ -54,11 +60,24 @@ def parse_memory(text: str | None) -> int | None:
     return int(amount * (factor or 2**20))
 
 
-def _source(side: str, blur, noise, scale, grid, bits) -> SourceRequest:
+def _number(text: str | None, side: str, name: str, kind: type) -> float | int | str | None:
+    """``--a-blur 1.5`` -> 1.5, ``auto`` -> ``"auto"``, absent -> ``None``; anything else names its flag."""
+    if text is None or text.strip().lower() == AUTO:
+        return None if text is None else AUTO
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise InvalidValueError(f"--{side}-{name}", f"must be {what} or auto, got {text!r}") from None
+
+
+def _source(side: str, blur, noise, scale, grid, bits, assume_clean: bool = False) -> SourceRequest:
     """The user's statement about source ``side``; an out-of-range value is re-raised naming its flag
     (``blur`` of source ``a`` is ``--a-blur``)."""
+    blur, noise = _number(blur, side, "blur", float), _number(noise, side, "noise", float)
+    scale = _number(scale, side, "scale", int)
     try:
-        return SourceRequest.from_values(blur=blur, noise=noise, scale=scale, grid=grid, bits=bits)
+        return SourceRequest.from_values(blur, noise, scale, grid, bits, assume_clean)
     except InvalidValueError as exc:
         flag = FLAGS["bits"] if exc.field == "bits" else f"--{side}-{exc.field}"
         raise InvalidValueError(flag, exc.problem) from None
@@ -78,12 +97,27 @@ def run(
         None, "--model", help="Checkpoint NAME (see mmfuse weights list) or PATH."
     ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps T (default: as trained, 3)."),
-    a_blur: Optional[float] = typer.Option(None, "--a-blur", help="Blur std (pixels) of source a."),
-    a_noise: Optional[float] = typer.Option(None, "--a-noise", help="Noise std ([0, 1] units) of source a."),
-    a_scale: Optional[int] = typer.Option(None, "--a-scale", help="Downsampling factor of source a."),
-    b_blur: Optional[float] = typer.Option(None, "--b-blur", help="Blur std (pixels) of source b."),
-    b_noise: Optional[float] = typer.Option(None, "--b-noise", help="Noise std ([0, 1] units) of source b."),
-    b_scale: Optional[int] = typer.Option(None, "--b-scale", help="Downsampling factor of source b."),
+    a_blur: Optional[str] = typer.Option(
+        None, "--a-blur", help="Blur std (pixels) of source a, or auto [default: sidecar, else estimated]."
+    ),
+    a_noise: Optional[str] = typer.Option(
+        None,
+        "--a-noise",
+        help="Noise std ([0, 1] units, per channel as stored) of source a, or auto [default: sidecar, else estimated].",
+    ),
+    a_scale: Optional[str] = typer.Option(
+        None,
+        "--a-scale",
+        help="Downsampling factor of source a, or auto [default: sidecar, else from the sizes].",
+    ),
+    b_blur: Optional[str] = typer.Option(None, "--b-blur", help="The same for source b."),
+    b_noise: Optional[str] = typer.Option(None, "--b-noise", help="The same for source b."),
+    b_scale: Optional[str] = typer.Option(None, "--b-scale", help="The same for source b."),
+    assume_clean: bool = typer.Option(
+        False,
+        "--assume-clean",
+        help="What no flag or sidecar states is none (no blur, noise or scale), instead of estimated.",
+    ),
     a_grid: Optional[int] = typer.Option(
         None,
         "--a-grid",
@@ -119,7 +153,9 @@ def run(
     ),
     out_format: str = typer.Option("png", "--format", help="Output format: png, tif, jpg or bmp."),
     bit_depth: Optional[int] = typer.Option(
-        None, "--bit-depth", help="8 or 16 (default: the inputs' depth)."
+        None,
+        "--bit-depth",
+        help="8 or 16 (default: the deeper of the two inputs' depths; always 8 for jpg/bmp).",
     ),
     input_bits: Optional[int] = typer.Option(
         None,
@@ -136,12 +172,29 @@ def run(
         False, "--recursive", "-r", help="Pair sub-folders too, keeping the tree."
     ),
     report: Optional[Path] = typer.Option(None, "--report", help="CSV report path (default OUT/run.csv)."),
+    html_report: bool = typer.Option(
+        False, "--html-report", help="Also write OUT/report/index.html (as `mmfuse report OUT`)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per pair on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process) or ray (an actor pool on a Ray cluster; mmfuse[ray])."
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster to join (default: RAY_ADDRESS, else a Ray started for the run)."
+    ),
+    actors: Optional[int] = typer.Option(
+        None, "--actors", help="Ray actors, one model each (default: one per GPU share, else one per CPU)."
+    ),
+    gpus_per_actor: float = typer.Option(
+        1.0, "--gpus-per-actor", help="GPUs per Ray actor on a GPU cluster (0.5: two actors per GPU)."
+    ),
 ) -> None:
     """Restore and fuse every pair of A_DIR and B_DIR (or --pairs), writing OUT/<stem>.<format> and run.csv."""
     # torch and the model are imported here, not at module level, so `mmfuse --help` stays fast
-    from mmfuse_cli.batch.pipeline import RunOptions, make_resolver, run_pairs
+    from mmfuse_cli.batch.engines import EngineError, EngineOptions, ray_available
+    from mmfuse_cli.batch.pipeline import run_pairs
+    from mmfuse_cli.batch.stages import RunOptions, make_resolver
     from mmfuse_cli.degradation.resolve import ResolveError
     from mmfuse_cli.engine.config import FuseConfig
     from mmfuse_cli.engine.fuser import Fuser
@@ -155,14 +208,17 @@ def run(
             raise ValueError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
         options = RunOptions(
             output_dir=output,
-            source_a=_source("a", a_blur, a_noise, a_scale, a_grid, input_bits),
-            source_b=_source("b", b_blur, b_noise, b_scale, b_grid, input_bits),
+            source_a=_source("a", a_blur, a_noise, a_scale, a_grid, input_bits, assume_clean),
+            source_b=_source("b", b_blur, b_noise, b_scale, b_grid, input_bits, assume_clean),
             out_format=out_format,
             bit_depth=bit_depth,
             batch=batch,
             save_sources=save_sources,
             skip_existing=skip_existing,
         )
+        engine_options = EngineOptions(engine, address, actors, gpus_per_actor=gpus_per_actor)
+        if engine_options.engine == "ray" and not ray_available():
+            raise EngineError(RAY_MISSING)
         config = FuseConfig(
             device=device,
             steps=steps,
@@ -185,9 +241,9 @@ def run(
             raise ValueError(
                 f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}"
             )
-        fuser = Fuser(fusion_model, config)
+        fuser = Fuser(fusion_model, config) if engine_options.engine == "local" else None
         output.mkdir(parents=True, exist_ok=True)
-    except WeightsError as exc:
+    except (WeightsError, EngineError) as exc:
         report_error(console, str(exc))
         raise typer.Exit(getattr(exc, "exit_code", EXIT_USAGE)) from None
     except InvalidValueError as exc:
@@ -212,7 +268,12 @@ def run(
             sink.emit(result.as_row())
             bar.advance()
 
-        results = run_pairs(pairs, fuser, options, on_result, resolver=resolver)
+        if fuser is not None:
+            results = run_pairs(pairs, fuser, options, on_result, resolver=resolver)
+        else:
+            results = _run_ray(pairs, checkpoint, config, options, engine_options, on_result, console)
+            # rows arrive in the cluster's completion order: run.csv lists them sorted by item
+            sink.rows.sort(key=lambda row: str(row["item"]))
     try:
         sink.close()
     except OSError as exc:
@@ -223,7 +284,42 @@ def run(
     failed = len(results) - done - skipped + len(problems)
     if not quiet:
         console.print(f"fused {done} pair(s), skipped {skipped}, failed {failed} -> {output}")
+    if html_report and not _write_html_report(console, output, sink.csv_path):
+        raise typer.Exit(EXIT_ITEMS_FAILED)
     raise typer.Exit(EXIT_ITEMS_FAILED if problems else exit_code(results))
+
+
+def _write_html_report(console, output: Path, csv_path) -> bool:
+    """``--html-report``: the page of this run in OUT/report; False (after one error line) when it failed."""
+    from mmfuse_cli.commands.report import html_report
+    from mmfuse_cli.report.page_data import ReportError
+
+    try:
+        html_report(console, output, csv_path, output / "report")
+    except (ReportError, OSError) as exc:
+        report_error(console, f"cannot write the HTML report: {exc}")
+        return False
+    return True
+
+
+def _run_ray(pairs, checkpoint, config, options, engine_options, on_result, console) -> list[ItemResult]:
+    """``--engine ray``: the same stages in a Ray Data actor pool (imported here: the local path never loads Ray)."""
+    from mmfuse_cli.batch.engines import EngineError
+    from mmfuse_cli.batch.ray_engine import run_pairs_ray
+
+    try:
+        return run_pairs_ray(
+            pairs,
+            checkpoint,
+            config,
+            options,
+            engine_options,
+            on_result,
+            on_warning=lambda message: report_warning(console, message),
+        )
+    except EngineError as exc:
+        report_error(console, str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _collect_pairs(a_dir, b_dir, pairs_file, recursive) -> tuple[list[Pair], list[tuple[str, str]]]:

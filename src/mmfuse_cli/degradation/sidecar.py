@@ -10,8 +10,9 @@ Schema (version 1)::
                                                                   # noise std in [0, 1] intensity units
       "operator": {...},               # Operator.spec() of the linear part (informational)
       "seed": 0,
-      "files": ["a.png", "sub/b.png"]  # outputs, relative to the sidecar's folder
-    }
+      "files": ["a.png", "sub/b.png"],  # outputs, relative to the sidecar's folder
+      "estimate": {"images": 12, "noise_spread": 0.002, "blur_spread": 0.1}   # optional: written by
+    }                                  # `mmfuse estimate --write-sidecar` (median over the folder, its spread)
 
 Reading is strict: malformed JSON, a wrong schema, unknown fields, absurd values and file entries that escape
 the folder (absolute paths, ``..``) are rejected with a :class:`SidecarError` naming the file.
@@ -31,7 +32,16 @@ from mmfuse_cli.files import atomic_write_text
 SIDECAR_NAME = "degradation.json"
 SCHEMA = "mmfuse.degradation"
 SCHEMA_VERSION = 1
-_ALLOWED = {"schema", "schema_version", "mmfuse_version", "degradation", "operator", "seed", "files"}
+_ALLOWED = {
+    "schema",
+    "schema_version",
+    "mmfuse_version",
+    "degradation",
+    "operator",
+    "seed",
+    "files",
+    "estimate",
+}
 
 
 class SidecarError(ValueError):
@@ -44,6 +54,7 @@ class Sidecar:
     seed: int | None = None
     files: list[str] = field(default_factory=list)
     mmfuse_version: str = __version__
+    estimate: dict[str, Any] | None = None  # how the degradation was estimated (images, spreads), if it was
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +65,7 @@ class Sidecar:
             "operator": _operator_spec(self.degradation),
             "seed": self.seed,
             "files": sorted(self.files),
+            **({"estimate": self.estimate} if self.estimate is not None else {}),
         }
 
 
@@ -110,7 +122,11 @@ def read_sidecar(path: Path) -> Sidecar:
     files = data.get("files", [])
     if not isinstance(files, list):
         raise SidecarError(f"{path}: 'files' must be a list")
+    estimate = data.get("estimate")
+    if estimate is not None and not isinstance(estimate, dict):
+        raise SidecarError(f"{path}: 'estimate' must be an object")
     return Sidecar(
+        estimate=estimate,
         degradation=degradation,
         seed=seed,
         files=[_safe_relative(f, path) for f in files],

@@ -9,6 +9,8 @@ gray. A source with a pixel grid (``Degradation.grid``) keeps it in the chroma c
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -34,6 +36,19 @@ def luma(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb_to_ycbcr(pixels)[..., 0])
 
 
+LUMA_NOISE_GAIN = float(np.sqrt(0.299**2 + 0.587**2 + 0.114**2))
+"""Std of the BT.601 luminance of independent per-channel noise of std 1: 0.668."""
+
+
+def luma_noise(pixels: np.ndarray, degradation: Degradation) -> Degradation:
+    """The degradation of ``pixels``' luminance: noise is stated per channel of the file as stored (as
+    ``mmfuse degrade`` adds it), and the luminance of a colour image averages three independent channels, so its
+    noise std is ``0.668`` times that; a gray image (or one whose channels are equal) keeps it."""
+    if is_effectively_gray(pixels) or degradation.noise == 0:
+        return degradation
+    return replace(degradation, noise=degradation.noise * LUMA_NOISE_GAIN)
+
+
 def recolor(
     fused_y: np.ndarray, a: np.ndarray, b: np.ndarray, deg_a: Degradation, deg_b: Degradation, task: str
 ) -> np.ndarray:
@@ -53,4 +68,4 @@ def recolor(
     return np.clip(ycbcr_to_rgb(ycc), 0.0, 1.0)
 
 
-__all__ = ["is_effectively_gray", "luma", "recolor"]
+__all__ = ["LUMA_NOISE_GAIN", "is_effectively_gray", "luma", "luma_noise", "recolor"]

@@ -17,7 +17,7 @@ import torch
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.device import resolve_device
 from mmfuse_cli.engine.backend import NonFiniteOutputError, make_backend
-from mmfuse_cli.engine.colour import luma, recolor
+from mmfuse_cli.engine.colour import luma, luma_noise, recolor
 from mmfuse_cli.engine.config import FuseConfig
 from mmfuse_cli.engine.memory import auto_tile
 from mmfuse_cli.engine.tiling import sample_tiled
@@ -102,12 +102,18 @@ class Fuser:
         for a, b in zip(a_list, b_list):
             if a.shape[:2] != a_list[0].shape[:2] or b.shape[:2] != b_list[0].shape[:2]:
                 raise FusionError("pairs in one batch must share sizes")
+        # the sampler sees luminance: a colour source's per-channel noise becomes its luminance's (colour.py)
+        luma_a = {luma_noise(a, deg_a) for a in a_list}
+        luma_b = {luma_noise(b, deg_b) for b in b_list}
+        if len(luma_a) > 1 or len(luma_b) > 1:  # gray and colour images in one batch: one at a time
+            return [self.fuse_batch([a], [b], deg_a, deg_b)[0] for a, b in zip(a_list, b_list)]
+        seen_a, seen_b = luma_a.pop(), luma_b.pop()
         ya = torch.from_numpy(np.stack([luma(a) for a in a_list]))[:, None].to(self.device)
         yb = torch.from_numpy(np.stack([luma(b) for b in b_list]))[:, None].to(self.device)
 
         def run(ta: torch.Tensor, tb: torch.Tensor):
-            oa = ObservationBatch(Observation(ta, deg_a))
-            ob = ObservationBatch(Observation(tb, deg_b))
+            oa = ObservationBatch(Observation(ta, seen_a))
+            ob = ObservationBatch(Observation(tb, seen_b))
             try:
                 return self.backend.sample(oa, ob)
             except NonFiniteOutputError as exc:

@@ -1,1 +1,1 @@
-"""Per-item result rows (CSV, JSON Lines) and the human output on stderr."""
+"""Per-item result rows (CSV, JSON Lines), the human output on stderr, and the static HTML report."""
