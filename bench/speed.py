@@ -4,6 +4,9 @@
     python bench/speed.py --quick         # 640x480, T = 3, batch 1, RSS at 50 and 200 pairs
     python bench/speed.py --compare-layouts 4   # NCHW vs NHWC (channels-last) network weights, alternated
     python bench/speed.py --compare-flips 4     # plain vs --flip-ensemble (4 network calls per step), alternated
+    python bench/speed.py --compare-backends 3  # every installed backend, alternated: model only + `mmfuse run`
+    python bench/speed.py --large               # one 4000x3000 pair through `mmfuse run`, default settings: peak RSS
+    python bench/speed.py --flat 100            # `mmfuse run` over 100 640x480 pairs: s/pair first vs last tenth
     python bench/speed.py --compare-engines 3   # local engine (2 threads) vs --engine ray (2 single-thread actors)
 
 Figures are medians over ``--repeats`` runs (the machines are noisy); the machine, date and torch threads are
@@ -13,6 +16,7 @@ printed and written with the figures to ``bench/results/speed-<date>.json``. Not
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -29,6 +33,7 @@ import torch
 
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.device import describe_device, resolve_device
+from mmfuse_cli.engine.backend import installed_backends
 from mmfuse_cli.engine.config import FuseConfig
 from mmfuse_cli.engine.fuser import Fuser
 from mmfuse_cli.io import write_image
@@ -165,12 +170,51 @@ def end_to_end(n: int, size: tuple[int, int], extra: list[str]) -> dict:
         if proc.returncode != 0 or not line:
             raise RuntimeError(f"mmfuse run failed: {proc.stderr[-2000:]}")
         _, elapsed, rss_kb = line[-1].split()
+        with open(root / "out" / "run.csv") as handle:
+            per_pair = [float(row["seconds"]) for row in csv.DictReader(handle)]
         return {
             "pairs": n,
             "seconds": float(elapsed),
             "pairs_per_s": n / float(elapsed),
             "peak_rss_mb": int(rss_kb) / 1024,
+            "per_pair_s": per_pair,
         }
+
+
+def compare_backends(model_factory, rounds: int, repeats: int, pairs: int) -> dict:
+    """Alternate every installed backend ``rounds`` times: model-only s/pair (640x480, T = 3, batch 1) and
+    end-to-end pairs/s of ``mmfuse run --backend NAME`` over ``pairs`` 640x480 pairs (start-up included);
+    medians, and ratios to torch."""
+    names = installed_backends()
+    rows: dict[str, dict[str, list[float]]] = {n: {"model_s": [], "e2e_pps": []} for n in names}
+    print(
+        f"\nbackends {', '.join(names)}: model only s/pair (640x480, T = 3) and end to end over {pairs} pairs"
+    )
+    for r in range(rounds):
+        for name in names:
+            s_pair = 1 / model_only(lambda steps, n=name: model_factory(steps, n), (480, 640), 3, 1, repeats)
+            e2e = end_to_end(pairs, (480, 640), ["--backend", name])
+            rows[name]["model_s"].append(s_pair)
+            rows[name]["e2e_pps"].append(e2e["pairs_per_s"])
+            print(
+                f"  round {r + 1}: {name:<12} model {s_pair:.3f} s/pair, end to end {e2e['pairs_per_s']:.2f} pairs/s",
+                flush=True,
+            )
+    table = {}
+    for name in names:
+        model_s = statistics.median(rows[name]["model_s"])
+        e2e_pps = statistics.median(rows[name]["e2e_pps"])
+        table[name] = {"model_s_per_pair": model_s, "e2e_pairs_per_s": e2e_pps, **rows[name]}
+    base = table["torch"]
+    print(f"\n{'backend':<12} {'model s/pair':>12} {'x torch':>8} {'e2e pairs/s':>12} {'x torch':>8}")
+    for name, row in table.items():
+        row["model_speedup"] = base["model_s_per_pair"] / row["model_s_per_pair"]
+        row["e2e_speedup"] = row["e2e_pairs_per_s"] / base["e2e_pairs_per_s"]
+        print(
+            f"{name:<12} {row['model_s_per_pair']:12.3f} {row['model_speedup']:8.2f} "
+            f"{row['e2e_pairs_per_s']:12.2f} {row['e2e_speedup']:8.2f}"
+        )
+    return table
 
 
 def compare_engines(checkpoint: Path, rounds: int, n: int, actors: int = 2) -> dict:
@@ -211,8 +255,8 @@ def compare_engines(checkpoint: Path, rounds: int, n: int, actors: int = 2) -> d
             options = {
                 name: RunOptions(
                     output_dir=Path(tmp) / f"{name}{r}",
-                    source_a=SourceRequest(DEG_A),
-                    source_b=SourceRequest(DEG_B),
+                    source_a=SourceRequest(blur=DEG_A.blur, noise=DEG_A.noise, scale=DEG_A.scale),
+                    source_b=SourceRequest(blur=DEG_B.blur, noise=DEG_B.noise, scale=DEG_B.scale),
                 )
                 for name in ("local", "ray")
             }
@@ -287,6 +331,33 @@ def main() -> None:
         help="only alternate plain / --flip-ensemble model-only runs (640x480, T = 3) ROUNDS times and print the cost",
     )
     parser.add_argument(
+        "--backend",
+        default="auto",
+        help="auto, torch, openvino or onnxruntime (model-only and end-to-end parts)",
+    )
+    parser.add_argument(
+        "--compare-backends",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only alternate every installed backend ROUNDS times (model only and `mmfuse run`), medians and ratios",
+    )
+    parser.add_argument(
+        "--e2e-pairs", type=int, default=8, help="pairs per end-to-end run of --compare-backends"
+    )
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="only one 4000x3000 pair through `mmfuse run` with default settings (slow): peak RSS and time",
+    )
+    parser.add_argument(
+        "--flat",
+        type=int,
+        default=0,
+        metavar="PAIRS",
+        help="only `mmfuse run` over PAIRS 640x480 pairs: median s/pair of the first and the last tenth",
+    )
+    parser.add_argument(
         "--compare-engines",
         type=int,
         default=0,
@@ -307,14 +378,22 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "params": model.parameter_count(),
         "layout": args.layout,
+        "backend": args.backend,
+        "backends_installed": installed_backends(),
     }
     print(json.dumps(info))
 
-    def factory(steps: int, layout: str = args.layout, flip_ensemble: bool = False) -> Fuser:
+    def factory(
+        steps: int, backend: str = args.backend, layout: str = args.layout, flip_ensemble: bool = False
+    ) -> Fuser:
         fuser = Fuser(
             model,
             FuseConfig(
-                device=str(device), steps=steps, precision=args.precision, flip_ensemble=flip_ensemble
+                device=str(device),
+                steps=steps,
+                precision=args.precision,
+                flip_ensemble=flip_ensemble,
+                backend=backend,
             ),
         )
         if layout == "nchw":
@@ -323,8 +402,8 @@ def main() -> None:
 
     if args.compare_layouts:
         variants = {
-            "nchw": lambda steps: factory(steps, "nchw"),
-            "nhwc": lambda steps: factory(steps, "nhwc"),
+            "nchw": lambda steps: factory(steps, "torch", "nchw"),
+            "nhwc": lambda steps: factory(steps, "torch", "nhwc"),
         }
         compare_alternated(
             "NCHW weights vs NHWC (channels_last, Fuser's default)",
@@ -348,6 +427,35 @@ def main() -> None:
     if args.compare_flips:
         variants = {"flip-ensemble": lambda steps: factory(steps, flip_ensemble=True), "plain": factory}
         compare_alternated("--flip-ensemble vs plain", variants, args.compare_flips, args.repeats)
+        return
+    special = None
+    if args.compare_backends:
+        special = {"backends": compare_backends(factory, args.compare_backends, args.repeats, args.e2e_pairs)}
+    elif args.large:
+        print(
+            "\none 4000x3000 pair (a: 2000x1500 x2 down, b: RGB), `mmfuse run --backend", args.backend + "`"
+        )
+        large = end_to_end(1, (3000, 4000), ["--backend", args.backend])
+        print(f"  {large['seconds']:.1f} s, peak RSS {large['peak_rss_mb']:.0f} MB")
+        special = {"large": large}
+    elif args.flat:
+        flat = end_to_end(args.flat, (480, 640), ["--backend", args.backend])
+        tenth = max(1, args.flat // 10)
+        first, last = (
+            statistics.median(flat["per_pair_s"][sl]) for sl in (slice(tenth), slice(-tenth, None))
+        )
+        print(
+            f"\n{args.flat} pairs, --backend {args.backend}: {flat['pairs_per_s']:.2f} pairs/s, peak RSS "
+            f"{flat['peak_rss_mb']:.0f} MB; median s/pair first tenth {first:.3f}, last tenth {last:.3f}"
+        )
+        special = {"flat": {**flat, "first_tenth_s": first, "last_tenth_s": last}}
+    if special is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        kind = next(iter(special))
+        tag = f"-{args.tag}" if args.tag else ""
+        path = args.out / f"speed-{info['date']}-{device.type}-{kind}{tag}.json"
+        path.write_text(json.dumps({**info, **special}, indent=2) + "\n")
+        print(f"\nwrote {path}")
         return
 
     sizes = [(480, 640)] if args.quick else [(480, 640), (768, 1024)]

@@ -48,9 +48,16 @@ def mmfuse_cmd() -> list[str]:
     return [sys.executable, "-m", "mmfuse_cli"]
 
 
+@pytest.fixture(scope="session")
+def _export_cache(tmp_path_factory):
+    """One mmfuse export cache for the session (exports are keyed by the weights, so tests share them)."""
+    return tmp_path_factory.mktemp("mmfuse_cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_hub(tmp_path_factory, monkeypatch):
-    """No test may touch a real hub cache or the network."""
+def _isolated_hub(tmp_path_factory, monkeypatch, _export_cache):
+    """No test may touch a real hub cache, the user's mmfuse cache or the network."""
+    monkeypatch.setenv("MMFUSE_CACHE", str(_export_cache))
     home = tmp_path_factory.mktemp("hf_home")
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")

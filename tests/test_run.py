@@ -166,7 +166,7 @@ def test_fuser_runs_the_network_channels_last_with_the_values_of_the_plain_layou
             model.sampler,
         )
     exact = replace(deg, bits=0)
-    fused = Fuser(model).fuse(x, x[::-1].copy(), exact, exact)
+    fused = Fuser(model, FuseConfig(backend="torch")).fuse(x, x[::-1].copy(), exact, exact)
     assert model.net.stem.weight.is_contiguous(memory_format=torch.channels_last)
     assert (
         np.abs(plain.f[0, 0].clamp(0, 1).numpy() - plain.x1[0, 0].clamp(0, 1).numpy()).max() > 1e-3

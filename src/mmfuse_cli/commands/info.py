@@ -1,4 +1,4 @@
-"""``mmfuse info``: versions, the auto-detected device and the thread count."""
+"""``mmfuse info``: versions, the auto-detected device, the backends found and the thread count."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import platform
 
 
 def info() -> None:
-    """Print versions, the auto-detected device (cuda if available, else cpu) and the CPU threads used."""
+    """Print versions, the auto-detected device (cuda if available, else cpu), the network backends installed
+    and the one ``--backend auto`` picks, and the CPU threads used."""
     import imageio
     import numpy
     import safetensors
@@ -14,6 +15,8 @@ def info() -> None:
 
     from mmfuse_cli import __version__
     from mmfuse_cli.device import describe_device, resolve_device
+    from mmfuse_cli.engine.backend import installed_backends, pick_backend
+    from mmfuse_cli.engine.runtimes import runtime_version
 
     device = resolve_device("auto")
     lines = [
@@ -24,6 +27,14 @@ def info() -> None:
         ("imageio", imageio.__version__),
         ("safetensors", getattr(safetensors, "__version__", "?")),
         ("device", describe_device(device)),
+        (
+            "backends",
+            ", ".join(
+                name if name == "torch" else f"{name} {runtime_version(name)}"
+                for name in installed_backends()
+            ),
+        ),
+        ("auto backend", pick_backend("auto", device)),
         ("threads", str(torch.get_num_threads())),
     ]
     width = max(len(k) for k, _ in lines)

@@ -27,6 +27,8 @@ FLAGS = {
     "bit_depth": "--bit-depth",
     "batch": "--batch",
     "bits": "--input-bits",
+    "backend": "--backend",
+    "max_memory": "--max-memory",
     # EngineOptions (--engine ray)
     "engine": "--engine",
     "address": "--address",
@@ -34,6 +36,28 @@ FLAGS = {
     "gpus_per_actor": "--gpus-per-actor",
 }
 RAY_MISSING = "--engine ray needs Ray: pip install 'mmfuse[ray]'"
+
+
+def parse_memory(text: str | None) -> int | None:
+    """``--max-memory`` as bytes: ``2G``, ``1.5GB``, ``800M``, ``800MiB`` (binary units; a bare number is MiB);
+    ``0`` or ``none``: no bound.
+
+    Raises:
+        InvalidValueError: (field ``max_memory``) not a size.
+    """
+    if text is None:
+        return None
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if value in ("0", "none", "off"):
+        return None
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    factor = units.get(value[-1:], None)
+    number = value[:-1] if factor else value
+    try:
+        amount = float(number)
+    except ValueError:
+        raise InvalidValueError("max_memory", f"must be a size such as 2G or 800M, got {text!r}") from None
+    return int(amount * (factor or 2**20))
 
 
 def _number(text: str | None, side: str, name: str, kind: type) -> float | int | str | None:
@@ -115,7 +139,17 @@ def run(
     ),
     batch: int = typer.Option(1, "--batch", help="Pairs per network call (same-size pairs are grouped)."),
     tile: Optional[int] = typer.Option(
-        None, "--tile", help="Process in overlapping tiles of SIZE output pixels."
+        None, "--tile", help="Process in overlapping tiles of SIZE output pixels (overrides --max-memory)."
+    ),
+    max_memory: str = typer.Option(
+        "2G",
+        "--max-memory",
+        help="Memory budget (2G, 800M; 0 = none): larger pairs are cut into blended tiles automatically.",
+    ),
+    backend: str = typer.Option(
+        "auto",
+        "--backend",
+        help="auto (CPU: fastest installed of openvino, onnxruntime, torch; CUDA: torch), torch, openvino, onnxruntime.",
     ),
     out_format: str = typer.Option("png", "--format", help="Output format: png, tif, jpg or bmp."),
     bit_depth: Optional[int] = typer.Option(
@@ -191,6 +225,8 @@ def run(
             precision=precision,  # type: ignore[arg-type]
             tile=tile,
             flip_ensemble=flip_ensemble,
+            backend=backend,
+            max_memory=parse_memory(max_memory),
         )
         pairs, problems = _collect_pairs(a_dir, b_dir, pairs_file, recursive)
         resolver = make_resolver(options, on_warning=lambda message: report_warning(console, message))

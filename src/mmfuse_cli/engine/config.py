@@ -11,6 +11,9 @@ from mmfuse_cli.sampling.sampler import DAMPING_MODES, DampingMode
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
+BACKENDS: tuple[str, ...] = ("auto", "torch", "openvino", "onnxruntime")
+MIN_MEMORY = 256 * 2**20
+DEFAULT_MAX_MEMORY = 2 * 2**30
 MIN_TILE = 64
 MAX_STEPS = 50
 
@@ -27,12 +30,18 @@ class FuseConfig:
         tile: tile size in output pixels, >= 64 (``None`` = whole image); tiles overlap by ``overlap`` pixels and
             are blended with linear ramps.
         overlap: tile overlap in output pixels (>= 0).
+        halo: context margin in output pixels (>= 0) sampled around each tile's inner sides and cropped off.
         damping: sampler damping mode (``learned`` unless experimenting).
         flip_ensemble: average the network over four flips of its input at every step
             (:mod:`mmfuse_cli.sampling.ensemble`): about 4x the time for +0.03 to +0.25 dB on the restored sources.
+        backend: where the network runs: ``auto`` (torch on CUDA; on the CPU the fastest installed of
+            openvino, onnxruntime, torch), ``torch``, ``openvino`` or ``onnxruntime`` (CPU, fp32; optional extras).
+        max_memory: peak memory budget in bytes (>= 256 MiB; ``None``: no bound) that picks tiles automatically
+            when a pair would exceed it (:mod:`mmfuse_cli.engine.memory`); ``tile`` overrides it.
 
     Raises:
-        InvalidValueError: naming the field (``steps``, ``precision``, ``tile``, ``overlap``, ``damping``).
+        InvalidValueError: naming the field (``steps``, ``precision``, ``tile``, ``overlap``, ``damping``,
+            ``backend``, ``max_memory``).
     """
 
     device: str = "auto"
@@ -40,8 +49,11 @@ class FuseConfig:
     precision: Precision = "auto"
     tile: int | None = None
     overlap: int = 32
+    halo: int = 32
     damping: DampingMode = "learned"
     flip_ensemble: bool = False
+    backend: str = "auto"
+    max_memory: int | None = DEFAULT_MAX_MEMORY
 
     def __post_init__(self) -> None:
         if self.steps is not None and not (1 <= self.steps <= MAX_STEPS):
@@ -54,10 +66,27 @@ class FuseConfig:
             raise InvalidValueError("tile", f"must be >= {MIN_TILE} pixels, got {self.tile}")
         if self.overlap < 0:
             raise InvalidValueError("overlap", f"must be >= 0 pixels, got {self.overlap}")
+        if self.halo < 0:
+            raise InvalidValueError("halo", f"must be >= 0 pixels, got {self.halo}")
         if self.damping not in DAMPING_MODES:
             raise InvalidValueError(
                 "damping", f"must be one of {', '.join(DAMPING_MODES)}, got {self.damping!r}"
             )
+        if self.backend not in BACKENDS:
+            raise InvalidValueError("backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.max_memory is not None and self.max_memory < MIN_MEMORY:
+            raise InvalidValueError(
+                "max_memory", f"must be >= {MIN_MEMORY // 2**20} MiB, got {self.max_memory / 2**20:.0f} MiB"
+            )
 
 
-__all__ = ["MAX_STEPS", "MIN_TILE", "PRECISIONS", "FuseConfig", "Precision"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MAX_MEMORY",
+    "MAX_STEPS",
+    "MIN_MEMORY",
+    "MIN_TILE",
+    "PRECISIONS",
+    "FuseConfig",
+    "Precision",
+]

@@ -16,9 +16,10 @@ import torch
 
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.device import resolve_device
-from mmfuse_cli.engine.backend import NonFiniteOutputError, TorchBackend
+from mmfuse_cli.engine.backend import NonFiniteOutputError, make_backend
 from mmfuse_cli.engine.colour import luma, luma_noise, recolor
 from mmfuse_cli.engine.config import FuseConfig
+from mmfuse_cli.engine.memory import auto_tile
 from mmfuse_cli.engine.tiling import sample_tiled
 from mmfuse_cli.model.network import FusionModel
 from mmfuse_cli.sampling.observation import Observation, ObservationBatch
@@ -62,13 +63,14 @@ class Fuser:
         config: device, steps, precision, tiling, damping, flip ensemble (default: ``FuseConfig()``).
 
     Raises:
-        InvalidValueError: the configuration cannot run here (CUDA asked for but absent, fp16 on the CPU).
+        InvalidValueError: the configuration cannot run here (CUDA asked for but absent, fp16 on the CPU, a
+            backend that is not installed).
     """
 
     def __init__(self, model: FusionModel, config: FuseConfig | None = None):
         self.config = config or FuseConfig()
         self.device = resolve_device(self.config.device)
-        self.backend = TorchBackend(model, self.device, self.config)
+        self.backend = make_backend(model, self.device, self.config)
         self.model = self.backend.model
         self.task = model.config.task
 
@@ -76,6 +78,13 @@ class Fuser:
     def steps(self) -> int:
         """Sampler steps T used."""
         return self.backend.steps
+
+    def tile_for(self, grid: tuple[int, int], batch: int) -> int | None:
+        """The tile size used for ``batch`` pairs on output grid ``grid``: ``config.tile`` if set, else what
+        ``config.max_memory`` allows (:func:`~mmfuse_cli.engine.memory.auto_tile`; ``None`` = whole image)."""
+        if self.config.tile is not None:
+            return self.config.tile
+        return auto_tile(grid, batch, self.backend.name, self.config.max_memory, self.config.halo)
 
     def fuse(self, a: np.ndarray, b: np.ndarray, deg_a: Degradation, deg_b: Degradation) -> FusedPair:
         """Fuse one pair (see the module docstring for shapes and colour)."""
@@ -110,7 +119,8 @@ class Fuser:
             except NonFiniteOutputError as exc:
                 raise FusionError(str(exc)) from None
 
-        out = sample_tiled(run, ya, yb, deg_a, deg_b, grid, self.config.tile, self.config.overlap)
+        tile = self.tile_for(grid, len(a_list))
+        out = sample_tiled(run, ya, yb, deg_a, deg_b, grid, tile, self.config.overlap, self.config.halo)
         results = []
         for i, (a, b) in enumerate(zip(a_list, b_list)):
             fused_y = out.f[i, 0].float().clamp(0, 1).cpu().numpy()

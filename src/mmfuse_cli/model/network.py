@@ -120,6 +120,11 @@ class FusionUNet(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, z: torch.Tensor, inputs: DenoiserInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.denoise(z, inputs.pinv1, inputs.pinv2, self.condition(z, inputs))
+
+    def condition(self, z: torch.Tensor, inputs: DenoiserInputs) -> torch.Tensor:
+        """The raw conditioning vector ``(N, cond_dim)`` of one step, in ``z``'s dtype: both sources' degradation
+        descriptors, ``sqrt(1 - abar_k)``, ``k / T`` (and the quantisation levels if quantisation-aware)."""
         n = z.shape[0]
         step_feats = torch.stack(
             [
@@ -132,8 +137,15 @@ class FusionUNet(nn.Module):
         if self.config.quantisation_aware:
             quant = inputs.quantisation if inputs.quantisation is not None else z.new_zeros(n, 2)
             feats.append(quant.to(z.dtype))
-        cond = self.cond_mlp(torch.cat(feats, dim=1))
-        h = self.stem(torch.cat([z, inputs.pinv1.to(z.dtype), inputs.pinv2.to(z.dtype)], dim=1))
+        return torch.cat(feats, dim=1)
+
+    def denoise(
+        self, z: torch.Tensor, pinv1: torch.Tensor, pinv2: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network on plain tensors (what an exported graph takes): ``z`` ``(N, 3, H, W)``, ``pinv1``,
+        ``pinv2`` ``(N, 1, H, W)``, ``cond`` ``(N, cond_dim)`` from :meth:`condition`; returns ``e``, ``m``."""
+        cond = self.cond_mlp(cond)
+        h = self.stem(torch.cat([z, pinv1.to(z.dtype), pinv2.to(z.dtype)], dim=1))
         skips = []
         for i, blocks in enumerate(self.down_blocks):
             for block in blocks:
