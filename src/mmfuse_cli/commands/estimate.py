@@ -75,6 +75,11 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _with_spread(value: Any, spread: Any) -> str:
+    """``0.0487 ±0.0126``; ``-`` where nothing could be estimated (the note says why)."""
+    return "-" if value is None else f"{_fmt(value)} ±{_fmt(spread)}"
+
+
 def _table(results, sides: list[str]) -> str:
     """A plain-text table: item, then per side size, noise (spread), blur (spread), scale."""
     header = ["item"]
@@ -92,8 +97,8 @@ def _table(results, sides: list[str]) -> str:
             e = r.extra
             row += [
                 f"{e[p + 'width']}x{e[p + 'height']}",
-                f"{_fmt(e[p + 'noise'])} ±{_fmt(e[p + 'noise_spread'])}",
-                f"{_fmt(e[p + 'blur'])} ±{_fmt(e[p + 'blur_spread'])}",
+                _with_spread(e[p + "noise"], e[p + "noise_spread"]),
+                _with_spread(e[p + "blur"], e[p + "blur_spread"]),
                 str(e[p + "scale"]),
             ]
         lines.append(row)
