@@ -39,6 +39,13 @@ def test_recursive_keeps_relative_tree(tmp_path):
     assert keys == ["x/1", "y/1"]
 
 
+def test_a_reports_thumbnails_are_not_images_of_the_run(tmp_path):
+    _make(tmp_path / "a", ["x/1.png", "report/thumbs/x-1-fused.jpg", "report/1.png"])
+    _make(tmp_path / "b", ["x/1.png", "report/1.png"])
+    result = pair_folders(tmp_path / "a", tmp_path / "b", recursive=True)
+    assert [p.key for p in result.pairs] == ["report/1", "x/1"] and not result.only_in_a
+
+
 def test_missing_folder_is_an_error(tmp_path):
     with pytest.raises(NotADirectoryError):
         pair_folders(tmp_path / "none", tmp_path)

@@ -44,8 +44,17 @@ class Pairing:
         return out
 
 
+REPORT_THUMBS = ("report", "thumbs")
+"""Where ``mmfuse report`` keeps its thumbnails inside a run folder: never images of the run."""
+
+
+def _is_report_thumb(parts: tuple[str, ...]) -> bool:
+    return any(parts[i : i + 2] == REPORT_THUMBS for i in range(len(parts) - 1))
+
+
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:
-    """Image files in ``folder`` (sorted). Hidden files and mmfuse's own temporary files are skipped."""
+    """Image files in ``folder`` (sorted). Hidden files, mmfuse's own temporary files and a report's thumbnails
+    (``report/thumbs/``) are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder}: not a directory")
@@ -56,6 +65,7 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
         if p.is_file()
         and is_image_file(p)
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and not _is_report_thumb(p.relative_to(folder).parts)
     ]
     return sorted(found)
 
