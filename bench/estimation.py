@@ -11,6 +11,9 @@
     told: the resolver estimates) vs assume-clean; Qabf / VIF against the clean sources and the restored sources'
     PSNR (dB).
 (c) real degraded pairs (shared/data/drmf_ivif/val, drmf_mif/val, clean references exist): blind vs assume-clean.
+(calibrate, only when asked: ``--parts calibrate``) the blur estimator's ``BLUR_CALIBRATION`` table, refitted from
+    clean TRAINING images (3 per folder of CALIBRATION_FOLDERS): prints the table to paste into
+    ``mmfuse_cli/degradation/estimate.py``.
 
 Prints Markdown tables; writes bench/results/estimation-<date>.json. The estimator's constants were calibrated on
 training images (tno/llvip/harvard train splits); every image here is from a test or validation split.
@@ -28,7 +31,12 @@ from pathlib import Path
 import numpy as np
 from _common import DATA, SCENARIOS, SPLITS, load_clean_pairs, observe
 
-from mmfuse_cli.degradation.estimate import infer_scales
+from mmfuse_cli.degradation.estimate import (
+    NOISE_KNOTS,
+    estimate_noise,
+    infer_scales,
+    total_edge_width,
+)
 from mmfuse_cli.degradation.resolve import DegradationResolver, SourceRequest
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.engine.fuser import Fuser
@@ -36,10 +44,22 @@ from mmfuse_cli.io import read_image, to_gray
 from mmfuse_cli.metrics import compute_metrics
 from mmfuse_cli.metrics.pixel import psnr_reference
 from mmfuse_cli.model.checkpoint import load_checkpoint
-from mmfuse_cli.pairing import pair_folders
+from mmfuse_cli.pairing import list_images, pair_folders
 from mmfuse_cli.weights.resolve import resolve_checkpoint
 
 HERE = Path(__file__).resolve().parent
+CALIBRATION_FOLDERS = {
+    "ivif": ("tno/train/ir", "tno/train/vi", "llvip/train/ir", "llvip/train/vi"),
+    "mif": (  # not PET / SPECT: they are stored as 2x2 blocks, which the pixel grid handles (--a-grid 2)
+        "harvard/mri_ct/train/ct",
+        "harvard/mri_ct/train/mri",
+        "harvard/mri_pet/train/mri",
+        "harvard/mri_spect/train/mri",
+    ),
+}
+SHARP_PERCENTILE = 75.0
+"""beta is this percentile of the clean images' readings: most of the model's own sharp images read as sharp."""
+CALIBRATION_BLURS = (0.0, 1.0, 1.5, 2.0, 2.5)
 NOISES = (0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1)
 BLURS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)
 SCALES = (1, 2, 4)
@@ -61,19 +81,21 @@ REAL = {
 }
 
 
-def blind_resolver(tmp: Path) -> tuple[DegradationResolver, Path, Path]:
-    """The resolver ``mmfuse run`` builds when nothing is told, and two file paths in a folder with no sidecar."""
-    return DegradationResolver(SourceRequest(), SourceRequest()), tmp / "a.png", tmp / "b.png"
+def blind_resolver(tmp: Path, task: str = "ivif") -> tuple[DegradationResolver, Path, Path]:
+    """The resolver ``mmfuse run --task TASK`` builds when nothing is told, and two file paths in a folder with no
+    sidecar."""
+    resolver = DegradationResolver(SourceRequest(), SourceRequest(), task=task)
+    return resolver, tmp / "a.png", tmp / "b.png"
 
 
 def accuracy(data: Path, images: int, tmp: Path) -> dict:
     """Part (a): per parameter, absolute errors over the grid."""
-    resolver, pa, pb = blind_resolver(tmp)
     errors: dict[str, list[float]] = {"noise": [], "noise>0.04 (rel)": [], "blur [1, 2.5]": [], "blur 0": []}
     clean_noise: list[float] = []
     scale_exact = [0, 0]
     by_split: dict[str, list[float]] = {}
     for split in SPLITS:
+        resolver, pa, pb = blind_resolver(tmp, SPLITS[split][0])
         pairs = load_clean_pairs(data, split, images)
         for key, a, b in pairs:
             for side, clean in (("a", a), ("b", b)):
@@ -127,13 +149,18 @@ def _score(fused, ra, rb, ca, cb) -> dict:
     }
 
 
-def end_to_end(data: Path, pairs: int, tmp: Path, splits: list[str]) -> dict:
-    """Part (b): told vs blind vs assume-clean per split and scenario (means over pairs)."""
+FIGURE_CELLS = ("tno/blur", "msrs/composite", "mri_ct/blur", "mri_pet/composite")
+"""The (split / scenario) cells whose first pair the figure shows."""
+
+
+def end_to_end(data: Path, pairs: int, tmp: Path, splits: list[str], examples: dict | None = None) -> dict:
+    """Part (b): told vs blind vs assume-clean per split and scenario (means over pairs); the first pair's images of
+    the FIGURE_CELLS go into ``examples`` when given."""
     fusers = {task: Fuser(load_checkpoint(resolve_checkpoint(None, task=task))) for task in ("ivif", "mif")}
-    resolver, pa, pb = blind_resolver(tmp)
     out: dict = {}
     for split in splits:
         task = SPLITS[split][0]
+        resolver, pa, pb = blind_resolver(tmp, task)
         for scenario, (da, db) in SCENARIOS.items():
             cells: dict[str, list[dict]] = {"told": [], "blind": [], "assume-clean": []}
             seconds = []
@@ -149,6 +176,11 @@ def end_to_end(data: Path, pairs: int, tmp: Path, splits: list[str]) -> dict:
                 }.items():
                     res = fusers[task].fuse(ya, yb, ta, tb)
                     cells[mode].append(_score(res.fused, res.a, res.b, ca, cb))
+                    if examples is not None and f"{split}/{scenario}" in FIGURE_CELLS:
+                        shown = examples.setdefault(f"{split}/{scenario}", {"a": ya, "b": yb})
+                        shown.setdefault(mode, res.fused)
+                        if mode == "blind":
+                            shown.setdefault("told_as", (ta, tb))
             out[f"{split}/{scenario}"] = {
                 mode: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
                 for mode, rows in cells.items()
@@ -173,7 +205,7 @@ def real_pairs(data: Path, tmp: Path) -> dict:
     out: dict = {}
     for name, (task, clean_a, clean_b, deg_a, deg_b) in REAL.items():
         fuser = Fuser(load_checkpoint(resolve_checkpoint(None, task=task)))
-        resolver = DegradationResolver(SourceRequest(), SourceRequest())
+        resolver = DegradationResolver(SourceRequest(), SourceRequest(), task=task)
         ya_dir = data / deg_a
         yb_dir = data / deg_b if (data / deg_b).is_dir() else data / clean_b
         rows: dict[str, list[dict]] = {"blind": [], "assume-clean": []}
@@ -202,6 +234,83 @@ def real_pairs(data: Path, tmp: Path) -> dict:
         out[name]["pairs"] = len(rows["blind"])
         out[name]["estimates"] = estimates
     return out
+
+
+def calibrate(data: Path, per_folder: int = 4) -> dict:
+    """Per task, scale and noise knot: ``r^2 w^2 = alpha blur^2 + beta`` for the total edge width ``w`` that
+    :func:`total_edge_width` reads (told the estimated noise) on clean TRAINING images of that task's model.
+    ``alpha``: least-squares slope over the blurs of the median readings; ``beta``: the SHARP_PERCENTILE of the
+    clean (blur 0) readings, so that what the model was trained on as sharp reads as sharp."""
+    blurs = np.asarray(CALIBRATION_BLURS)
+    table: dict = {}
+    for task, folders in CALIBRATION_FOLDERS.items():
+        images = []
+        for folder in folders:
+            files = list_images(data / folder)
+            for path in files[:: max(1, len(files) // per_folder)][:per_folder]:
+                x = to_gray(read_image(path).pixels)
+                images.append((f"{folder}/{path.stem}", x[: x.shape[0] // 8 * 8, : x.shape[1] // 8 * 8]))
+        table[task] = {}
+        for scale in SCALES:
+            fits = []
+            for noise in NOISE_KNOTS:
+                readings = []
+                for blur in blurs:
+                    row = []
+                    for key, clean in images:
+                        y = observe(
+                            clean, Degradation(blur=float(blur), scale=scale, noise=noise), key, "a", 0
+                        )
+                        width = total_edge_width(y, estimate_noise(y, 8).value or 0.0).value
+                        row.append(scale**2 * (width or 0.0) ** 2)
+                    readings.append(row)
+                medians = np.median(readings, axis=1)
+                design = np.stack([blurs**2, np.ones_like(blurs)], axis=1)
+                (alpha, _), *_ = np.linalg.lstsq(design, medians, rcond=None)
+                beta = float(np.percentile(readings[0], SHARP_PERCENTILE))
+                fits.append((round(float(alpha), 3), round(beta, 3)))
+                print(
+                    f"  {task} x{scale} noise {noise}: alpha {alpha:.3f} beta {beta:.3f} (medians {np.round(medians, 2)})"
+                )
+            table[task][scale] = tuple(fits)
+    print("\nBLUR_CALIBRATION = {")
+    for task, scales in table.items():
+        print(f'    "{task}": {{')
+        for scale, fits in scales.items():
+            print(f"        {scale}: {fits},")
+        print("    },")
+    print("}", flush=True)
+    return {"folders": CALIBRATION_FOLDERS, "per_folder": per_folder, "table": table}
+
+
+def save_figure(examples: dict, path: Path) -> None:
+    """One row per cell: the degraded sources, then the fused image told / blind / assume-clean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = ["a", "b", "told", "blind", "assume-clean"]
+    fig, axes = plt.subplots(
+        len(examples), len(cols), figsize=(3 * len(cols), 2.7 * len(examples)), squeeze=False
+    )
+    for i, (cell, shown) in enumerate(examples.items()):
+        for j, col in enumerate(cols):
+            ax = axes[i, j]
+            ax.imshow(shown[col], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title({"a": "input a (degraded)", "b": "input b (degraded)"}.get(col, f"fused, {col}"))
+        ta, tb = shown["told_as"]
+        axes[i, 0].set_ylabel(
+            f"{cell}\nblind: a blur {ta.blur:.2f} noise {ta.noise:.3f}\nb blur {tb.blur:.2f} noise {tb.noise:.3f}",
+            fontsize=8,
+        )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
 
 
 def _print_accuracy(table: dict) -> None:
@@ -236,15 +345,26 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="(b): pairs per split and scenario")
     parser.add_argument("--splits", default="tno,msrs,mri_ct,mri_pet,mri_spect", help="(b): splits")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--figure", type=Path, default=None, help="(b): also save a figure of a few pairs here"
+    )
     args = parser.parse_args()
     parts = args.parts.split(",")
     result: dict = {"date": str(date.today()), "args": {k: str(v) for k, v in vars(args).items()}}
     with tempfile.TemporaryDirectory() as tmp:
+        if "calibrate" in parts:
+            result["calibrate"] = calibrate(args.data)
         if "accuracy" in parts:
             result["accuracy"] = accuracy(args.data, args.images, Path(tmp))
             _print_accuracy(result["accuracy"])
         if "end-to-end" in parts:
-            result["end_to_end"] = end_to_end(args.data, args.pairs, Path(tmp), args.splits.split(","))
+            examples: dict = {}
+            result["end_to_end"] = end_to_end(
+                args.data, args.pairs, Path(tmp), args.splits.split(","), examples
+            )
+            if args.figure is not None and examples:
+                save_figure(examples, args.figure)
+                print(f"wrote {args.figure}")
             _print_end_to_end(result["end_to_end"])
         if "real" in parts:
             result["real"] = real_pairs(args.data, Path(tmp))

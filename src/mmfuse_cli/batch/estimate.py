@@ -17,21 +17,33 @@ from pathlib import Path
 from mmfuse_cli.degradation.estimate import estimate_blur, estimate_noise, infer_scales
 from mmfuse_cli.degradation.sidecar import Sidecar, write_sidecar
 from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.io import ImageError, read_image
 from mmfuse_cli.pairing import list_images, pair_folders
 from mmfuse_cli.report.rows import ItemResult
+from mmfuse_cli.tasks import TASKS
 
 
 @dataclass(frozen=True)
 class EstimateJob:
-    """Options of one ``estimate`` run: one folder, or two paired by stem (``b_dir``)."""
+    """Options of one ``estimate`` run: one folder, or two paired by stem (``b_dir``); ``task``: the model whose
+    idea of sharp a blur estimate is measured against (``ivif``, ``mif``), as ``mmfuse run --task``.
+
+    Raises:
+        InvalidValueError: (field ``task``) not a task.
+    """
 
     a_dir: Path
     b_dir: Path | None = None
     recursive: bool = False
+    task: str = "ivif"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise InvalidValueError("task", f"must be one of {', '.join(TASKS)}, got {self.task!r}")
 
 
-def estimate_image(path: Path, scale: int = 1, side: str = "") -> ItemResult:
+def estimate_image(path: Path, scale: int = 1, side: str = "", task: str = "ivif") -> ItemResult:
     """One image's estimates as a result row: ``noise``, ``noise_spread``, ``blur``, ``blur_spread``, ``scale``,
     ``width``, ``height``, ``bits`` (prefixed ``a_`` / ``b_`` when ``side`` is given); never raises."""
     start = time.perf_counter()
@@ -41,7 +53,7 @@ def estimate_image(path: Path, scale: int = 1, side: str = "") -> ItemResult:
     except (ImageError, OSError) as exc:
         return ItemResult(path.stem, "failed", str(exc), time.perf_counter() - start)
     noise = estimate_noise(image.pixels, image.bit_depth)
-    blur = estimate_blur(image.pixels, noise.value or 0.0, scale)
+    blur = estimate_blur(image.pixels, noise.value or 0.0, scale, task)
     h, w = image.pixels.shape[:2]
     row = {
         f"{prefix}file": str(path),
@@ -64,7 +76,7 @@ def iter_estimates(job: EstimateJob) -> Iterator[ItemResult]:
     """One result per image (one folder) or per pair (two folders), in sorted order."""
     if job.b_dir is None:
         for path in list_images(job.a_dir, job.recursive):
-            result = estimate_image(path)
+            result = estimate_image(path, task=job.task)
             result.key = path.relative_to(job.a_dir).with_suffix("").as_posix()
             yield result
         return
@@ -72,10 +84,10 @@ def iter_estimates(job: EstimateJob) -> Iterator[ItemResult]:
     for key, reason in pairing.problems():
         yield ItemResult(key, "failed", reason)
     for pair in pairing.pairs:
-        yield _estimate_pair(pair.key, pair.a, pair.b)
+        yield _estimate_pair(pair.key, pair.a, pair.b, job.task)
 
 
-def _estimate_pair(key: str, path_a: Path, path_b: Path) -> ItemResult:
+def _estimate_pair(key: str, path_a: Path, path_b: Path, task: str) -> ItemResult:
     start = time.perf_counter()
     try:
         shape_a, shape_b = read_image(path_a).pixels.shape, read_image(path_b).pixels.shape
@@ -88,7 +100,7 @@ def _estimate_pair(key: str, path_a: Path, path_b: Path) -> ItemResult:
             "no integer scale explains the two sizes"
         )
         return ItemResult(key, "failed", reason, time.perf_counter() - start)
-    a, b = estimate_image(path_a, scales[0], "a"), estimate_image(path_b, scales[1], "b")
+    a, b = estimate_image(path_a, scales[0], "a", task), estimate_image(path_b, scales[1], "b", task)
     failed = [r.reason for r in (a, b) if r.failed]
     if failed:
         return ItemResult(key, "failed", "; ".join(failed), time.perf_counter() - start)

@@ -94,7 +94,7 @@ def run_pairs(
 
     pairs = list(pairs)
 
-    resolver = resolver or make_resolver(options, on_warning)
+    resolver = resolver or make_resolver(options, on_warning, fuser.task)
     pending_writes: deque[tuple[str, Future]] = deque()
     with (
         ThreadPoolExecutor(max(1, options.prefetch // 2), thread_name_prefix="mmfuse-read") as readers,

@@ -58,8 +58,8 @@ class FuseWorker:
         torch.set_num_threads(threads)
         self.options = options
         self.warnings: list[str] = []
-        self.resolver = make_resolver(options, self.warnings.append)
         self.fuser = Fuser(load_checkpoint(Path(checkpoint)), config)
+        self.resolver = make_resolver(options, self.warnings.append, self.fuser.task)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Fuse and write one batch of pairs (columns ``key``, ``a``, ``b``); one JSON result per pair."""

@@ -101,10 +101,11 @@ def output_path(options: RunOptions, key: str, kind: str = "fused") -> Path:
 
 
 def make_resolver(
-    options: RunOptions, on_warning: Callable[[str], None] | None = None
+    options: RunOptions, on_warning: Callable[[str], None] | None = None, task: str = "ivif"
 ) -> DegradationResolver:
-    """The run's one :class:`DegradationResolver` (what was stated about each source, then sidecars, then clean)."""
-    return DegradationResolver(options.source_a, options.source_b, on_warning)
+    """The run's one :class:`DegradationResolver` (what was stated about each source, then sidecars, then the
+    estimate; ``task``: the model's, whose idea of sharp a blur estimate is measured against)."""
+    return DegradationResolver(options.source_a, options.source_b, on_warning, task)
 
 
 def load_pair(pair: Pair, resolver: DegradationResolver) -> LoadedPair | ItemResult:

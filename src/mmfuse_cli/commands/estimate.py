@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import typer
 
+from mmfuse_cli.commands._errors import flag_message
+from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.report.console import progress_bar, report_error, stderr_console
 from mmfuse_cli.report.rows import EXIT_USAGE, RowSink, exit_code
 
@@ -24,6 +26,9 @@ def estimate(
         help="Write each folder's degradation.json (the median over its images) for `mmfuse run` to pick up.",
     ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    task: str = typer.Option(
+        "ivif", "--task", help="ivif or mif: the model whose idea of sharp the blur is measured against."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table."),
 ) -> None:
     """Estimate every image's noise std (per channel, [0, 1] units) and blur std (pixels), and the scale of each
@@ -40,7 +45,11 @@ def estimate(
         if folder is not None and not folder.is_dir():
             report_error(console, f"{folder}: not a directory")
             raise typer.Exit(EXIT_USAGE)
-    job = EstimateJob(a_dir, b_dir, recursive)
+    try:
+        job = EstimateJob(a_dir, b_dir, recursive, task)
+    except InvalidValueError as exc:
+        report_error(console, flag_message(exc, {"task": "--task"}))
+        raise typer.Exit(EXIT_USAGE) from None
     sink = RowSink(json_stdout=json_out, csv_path=output)
     with progress_bar(console, 0, "estimate") as bar:
 

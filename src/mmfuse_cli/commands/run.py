@@ -229,10 +229,6 @@ def run(
             max_memory=parse_memory(max_memory),
         )
         pairs, problems = _collect_pairs(a_dir, b_dir, pairs_file, recursive)
-        resolver = make_resolver(options, on_warning=lambda message: report_warning(console, message))
-        for folder in (a_dir, b_dir):
-            if folder is not None:
-                resolver.check_folder(folder)  # a malformed top-level sidecar stops the run before any work
         checkpoint = resolve_checkpoint(
             model, task=task or ("ivif" if model is None else None), progress=not quiet
         )
@@ -241,6 +237,12 @@ def run(
             raise ValueError(
                 f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}"
             )
+        resolver = make_resolver(
+            options, lambda message: report_warning(console, message), fusion_model.config.task
+        )
+        for folder in (a_dir, b_dir):
+            if folder is not None:
+                resolver.check_folder(folder)  # a malformed top-level sidecar stops the run before any pair
         fuser = Fuser(fusion_model, config) if engine_options.engine == "local" else None
         output.mkdir(parents=True, exist_ok=True)
     except (WeightsError, EngineError) as exc:

@@ -8,8 +8,9 @@ For each source (``a`` or ``b``) of each pair, each of blur, scale and noise is,
   with ``assume_clean`` (``--assume-clean``) instead: none (blur 0, scale 1, noise 0), the behaviour before
   estimation existed.
 
-Then the pixel grid (``--a-grid`` or the sidecar's, else 1; a grid claimed for an undegraded file that visibly lacks
-it is refused) and the bit depth (``--input-bits``, else the file's own). The result, one
+Then the pixel grid (``--a-grid`` or the sidecar's; else, unless ``assume_clean``, the grid the file is visibly
+stored on, which also means it is undegraded: noise and blur estimated as none (``grid.detect_grid``); else 1. A
+grid claimed for an undegraded file that visibly lacks it is refused) and the bit depth (``--input-bits``, else the file's own). The result, one
 :class:`ResolvedSource` per source, carries one :class:`~mmfuse_cli.degradation.spec.Degradation` with all five
 parameters, where each came from (``flag`` / ``sidecar`` / ``estimated`` / ``default``), the estimator's spread,
 and notes (an estimate that could not be made falls back to none, and says so); that object travels unchanged to
@@ -29,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from mmfuse_cli.degradation.estimate import estimate_blur, estimate_noise, infer_scales
-from mmfuse_cli.degradation.grid import grid_claim_holds
+from mmfuse_cli.degradation.grid import detect_grid, grid_claim_holds
 from mmfuse_cli.degradation.sidecar import SIDECAR_NAME, SidecarError, read_sidecar
 from mmfuse_cli.degradation.spec import MAX_BITS, MAX_GRID, Degradation
 from mmfuse_cli.errors import InvalidValueError
+from mmfuse_cli.tasks import TASKS
 
 SIDES = ("a", "b")
 
@@ -54,7 +56,7 @@ class SourceRequest:
 
     Attributes:
         blur, noise, scale: a value, :data:`AUTO` (estimate it), or ``None`` (the sidecar's, else the estimate).
-        grid: pixel grid as stated (``None`` = as the sidecar says, else 1).
+        grid: pixel grid as stated (``None`` = as the sidecar says, else as the file visibly is, else 1).
         bits: bit depth the model is told the samples were rounded to (``None`` = each file's own depth;
             0 = exact values).
         assume_clean: what is neither stated nor in a sidecar is none, not estimated.
@@ -177,6 +179,8 @@ class DegradationResolver:
         requests: what the user stated for ``a`` and ``b``.
         on_assumed_clean: called once per side, with a one-line message, the first time a source of that side is
             taken as clean because nothing was stated and no sidecar exists.
+        task: the model's task (``ivif``, ``mif``): a blur estimate is of the blur beyond what that model was
+            trained on as sharp.
     """
 
     def __init__(
@@ -184,8 +188,12 @@ class DegradationResolver:
         request_a: SourceRequest | None = None,
         request_b: SourceRequest | None = None,
         on_assumed_clean: Callable[[str], None] | None = None,
+        task: str = "ivif",
     ):
+        if task not in TASKS:
+            raise InvalidValueError("task", f"must be one of {', '.join(TASKS)}, got {task!r}")
         self.requests = {"a": request_a or SourceRequest(), "b": request_b or SourceRequest()}
+        self.task = task
         self._sidecars = SidecarCache()
         self._on_assumed_clean = on_assumed_clean
         self._warned: set[str] = set()
@@ -256,6 +264,12 @@ class DegradationResolver:
         values: dict[str, float] = {"scale": scale[0]}
         spread: dict[str, float] = {}
         notes: list[str] = []
+        # a file visibly stored as exact blocks is undegraded on that grid (blur and noise would erase them)
+        detected = (
+            1
+            if request.grid is not None or sidecar is not None or request.assume_clean
+            else detect_grid(pixels)
+        )
         for name in ("noise", "blur"):  # noise first: the blur estimate needs it
             if request.stated(name) is not None:
                 values[name], origin[name] = float(request.stated(name)), "flag"
@@ -264,18 +278,25 @@ class DegradationResolver:
             elif request.assume_clean and getattr(request, name) != AUTO:
                 values[name], origin[name] = 0.0, "default"
                 self._warn_clean(side, path)
+            elif detected > 1:
+                values[name], origin[name] = 0.0, "estimated"
+                spread[name] = 0.0
             else:
                 found = (
                     estimate_noise(pixels, bits)
                     if name == "noise"
-                    else estimate_blur(pixels, values["noise"], int(values["scale"]))
+                    else estimate_blur(pixels, values["noise"], int(values["scale"]), self.task)
                 )
                 values[name], origin[name] = (found.value or 0.0), "estimated"
                 spread[name] = found.spread
                 if found.value is None:
                     notes.append(f"{side} {name}: {found.note}; assumed none")
-        grid = request.grid if request.grid is not None else (sidecar.grid if sidecar is not None else 1)
-        origin["grid"] = "flag" if request.grid is not None else ("sidecar" if grid != 1 else "default")
+        if request.grid is not None:
+            grid, origin["grid"] = request.grid, "flag"
+        elif sidecar is not None:
+            grid, origin["grid"] = sidecar.grid, ("sidecar" if sidecar.grid != 1 else "default")
+        else:
+            grid, origin["grid"] = detected, ("estimated" if detected > 1 else "default")
         degradation = Degradation(
             blur=values["blur"], scale=int(values["scale"]), noise=values["noise"], grid=grid, bits=bits
         )
