@@ -631,3 +631,23 @@ def test_phase_congruency_finds_a_step_edge():
     assert pc.pc[:, 31:33].mean() > 0.5  # strong on the edge
     assert pc.pc[:, 8:24].max() < 0.1  # nothing in the flat part
     assert np.all(pc.M >= pc.m - 1e-12)
+
+
+def test_large_image_paths_work_in_bands_with_the_same_values():
+    """to_gray, the metrics' 8-bit snapping, SF and AG run over bands of rows (bounded memory on 12 Mpx images):
+    bit-identical luminance and snapping, SF / AG equal to the whole-image formulas within 1e-12."""
+    from mmfuse_cli.io import rgb_to_ycbcr, to_gray
+    from mmfuse_cli.metrics import registry
+    from mmfuse_cli.metrics._base import quantize8, to255
+    from mmfuse_cli.metrics.no_reference import STRIP_ROWS, ag, sf
+
+    rng = np.random.default_rng(7)
+    rgb = rng.random((2 * STRIP_ROWS + 37, 50, 3), dtype=np.float32)
+    assert np.array_equal(to_gray(rgb), rgb_to_ycbcr(rgb)[..., 0])
+    assert np.array_equal(registry._prepare(rgb, True), quantize8(np.asarray(to_gray(rgb), np.float64)))
+    gray = registry._prepare(rgb, True)
+    f = to255(gray)
+    dh, dv = np.diff(f, axis=1), np.diff(f, axis=0)
+    assert abs(sf(gray) - np.sqrt(np.mean(dh * dh) + np.mean(dv * dv))) < 1e-12
+    gy, gx = np.gradient(f)
+    assert abs(ag(gray) - np.sqrt((gx * gx + gy * gy) / 2).mean()) < 1e-12

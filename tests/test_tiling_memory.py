@@ -27,15 +27,16 @@ def shipped():
 def test_auto_tile_only_tiles_what_would_not_fit(backend):
     assert auto_tile((480, 640), 1, backend, DEFAULT_MAX_MEMORY) is None
     assert auto_tile((3000, 4000), 1, backend, None) is None
-    tile = auto_tile((3000, 4000), 1, backend, DEFAULT_MAX_MEMORY)
+    tile = auto_tile((2000, 3000), 1, backend, DEFAULT_MAX_MEMORY)
     assert tile is not None and tile % 64 == 0 and tile >= MIN_AUTO_TILE
     work = (tile + 2 * HALO) ** 2
-    assert peak_estimate(12_000_000, work, 1, backend) <= MARGIN * DEFAULT_MAX_MEMORY
-    assert peak_estimate(12_000_000, (tile + 64 + 2 * HALO) ** 2, 1, backend) > MARGIN * DEFAULT_MAX_MEMORY
-    smaller = auto_tile((3000, 4000), 1, backend, DEFAULT_MAX_MEMORY // 2)
-    assert smaller is not None and smaller <= tile
-    # a batch needs more room per tile
-    assert auto_tile((3000, 4000), 2, backend, DEFAULT_MAX_MEMORY) <= tile
+    assert peak_estimate(6_000_000, work, 1, backend) <= MARGIN * DEFAULT_MAX_MEMORY
+    assert peak_estimate(6_000_000, (tile + 64 + 2 * HALO) ** 2, 1, backend) > MARGIN * DEFAULT_MAX_MEMORY
+    smaller = auto_tile((2000, 3000), 1, backend, DEFAULT_MAX_MEMORY * 3 // 4)
+    assert smaller is not None and smaller < tile
+    # a batch needs more room per tile; a 12 Mpx pair's per-pixel part leaves room for the smallest tile only
+    assert auto_tile((2000, 3000), 2, backend, DEFAULT_MAX_MEMORY) <= tile
+    assert auto_tile((3000, 4000), 1, backend, DEFAULT_MAX_MEMORY) == MIN_AUTO_TILE
 
 
 def test_manual_tile_overrides_the_budget_and_the_budget_is_validated(shipped):

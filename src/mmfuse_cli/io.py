@@ -141,7 +141,16 @@ def to_gray(pixels: np.ndarray) -> np.ndarray:
     """Luminance (BT.601 Y) of an RGB image, or the image itself if already gray. float32 [0, 1], (H, W)."""
     if pixels.ndim == 2:
         return pixels
-    return rgb_to_ycbcr(pixels)[..., 0]
+    # the same arithmetic as rgb_to_ycbcr, a band of rows at a time: a 12 Mpx image needs 9 MB of float64
+    # temporaries, not 550 MB
+    out = np.empty(pixels.shape[:-1], np.float32)
+    for start in range(0, pixels.shape[0], GRAY_ROWS):
+        out[start : start + GRAY_ROWS] = rgb_to_ycbcr(pixels[start : start + GRAY_ROWS])[..., 0]
+    return out
+
+
+GRAY_ROWS = 64
+"""Rows per band in :func:`to_gray`."""
 
 
 def quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:

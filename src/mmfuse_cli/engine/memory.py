@@ -22,8 +22,10 @@ import math
 MIB = 2**20
 BASE = 480 * MIB
 """Measured 380-480 MB (torch, OpenVINO, ONNX Runtime)."""
-WHOLE = 100
-"""Bytes per output pixel, measured 96 at 2560x1920 with torch (34 at 1280x960)."""
+WHOLE = 127
+"""Bytes per output pixel: measured 96 at 2560x1920 with torch (34 at 1280x960) and 127 at 4000x3000 with
+OpenVINO in 448-pixel tiles (2041 MiB peak, docs/BENCHMARKS.md, Speed); the larger one is kept. At 12 Mpx this
+part alone is 1.45 GiB, so such a pair gets the smallest tile, :data:`MIN_AUTO_TILE`."""
 WORK = {"torch": 350, "openvino": 420, "onnxruntime": 850}
 """Bytes per sampled pixel, measured (slope 640x480 -> 1280x960, minus ``WHOLE``): 330, 420, 840. OpenVINO is
 compiled per shape (static memory plan; dynamic shapes cost 1370); ONNX Runtime's arena keeps more."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from mmfuse_cli.io import to_gray
 from mmfuse_cli.metrics import gradient, information, no_reference, perceptual, phase, pixel, structural, vif
-from mmfuse_cli.metrics._base import CONVENTIONS, check_images, quantize8
+from mmfuse_cli.metrics._base import CONVENTIONS, check_images
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,15 @@ def resolve_names(spec: str | Iterable[str]) -> list[str]:
 def _prepare(img: np.ndarray | None, quantize: bool) -> np.ndarray | None:
     if img is None:
         return None
-    gray = np.asarray(to_gray(np.asarray(img)), dtype=np.float64)
-    return quantize8(gray) if quantize else gray
+    gray = np.array(to_gray(np.asarray(img)), dtype=np.float64)  # a copy: changed in place below
+    if not quantize:
+        return gray
+    # quantize8(gray), in place: one float64 plane instead of four (a 12 Mpx image: 140 MB, not 550 MB)
+    gray *= 255.0
+    np.rint(gray, out=gray)
+    np.clip(gray, 0, 255, out=gray)
+    gray /= 255.0
+    return gray
 
 
 def no_reference_metrics(fused_gray: np.ndarray, quantize: bool = True) -> dict[str, float]:
