@@ -4,6 +4,7 @@ folder first on ``sys.path``, so ``import _common`` needs no path tricks)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,15 @@ SCENARIOS: dict[str, tuple[Degradation, Degradation]] = {
 # Sources stored enlarged by pixel replication (the Harvard atlas's PET and SPECT: 128 x 128 scans at 256 x 256;
 # bench/replication_grid.py measures it): (grid of a, grid of b). With --declared-grid mmfuse is told them.
 KNOWN_GRIDS: dict[str, tuple[int, int]] = {"mri_pet": (2, 1), "mri_spect": (2, 1)}
+
+
+def write_result(out_dir: Path, name: str, result: dict, tag: str = "") -> Path:
+    """Write a benchmark's result as ``out_dir/NAME-DATE[-TAG].json`` (``result["date"]``) and say so."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}-{result['date']}{'-' + tag if tag else ''}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path
 
 
 def load_clean_pairs(data: Path, split: str, limit: int) -> list[tuple[str, np.ndarray, np.ndarray]]:

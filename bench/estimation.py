@@ -29,7 +29,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, SCENARIOS, SPLITS, load_clean_pairs, observe
+from _common import DATA, SCENARIOS, SPLITS, load_clean_pairs, observe, write_result
 
 from mmfuse_cli.degradation.estimate import (
     NOISE_KNOTS,
@@ -375,10 +375,7 @@ def main() -> None:
                     indent=1,
                 )
             )
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"estimation-{result['date']}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {path}")
+    write_result(args.out, "estimation", result)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ Prints a Markdown table (PSNR, and seconds per image) and writes bench/results/r
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-from _common import DATA
+from _common import DATA, write_result
 
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.engine.fuser import Fuser
@@ -126,10 +125,7 @@ def main() -> None:
         pub = PUBLISHED.get(level)
         ref = " / ".join(f"{v:.2f}" for v in pub.values()) if pub else "-"
         print(f"| {level} | " + " | ".join(cells) + f" | {ref} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"restoration-{result['date']}{'-' + args.tag if args.tag else ''}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {path}")
+    write_result(args.out, "restoration", result, args.tag)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import torch
 from conftest import astronaut, camera, smooth_scene
 from typer.testing import CliRunner
 
+from mmfuse_cli.batch.estimate import estimate_image
 from mmfuse_cli.cli import app
 from mmfuse_cli.degradation.estimate import estimate_blur, estimate_noise, infer_scales
 from mmfuse_cli.degradation.grid import detect_grid
@@ -115,6 +116,9 @@ def test_a_clean_file_stored_as_blocks_is_read_as_undegraded_on_its_grid(tmp_pat
     assert clean.degradation.grid == stated.degradation.grid == 1
     blurred = _quantised(degrade_array(blocks, Degradation(blur=1.5), 0))
     assert detect_grid(blurred) == 1
+    write_image(tmp_path / "pet.png", blocks, 8)  # `mmfuse estimate` reads it as `run` does
+    row = estimate_image(tmp_path / "pet.png", task="mif").extra
+    assert (row["grid"], row["noise"], row["blur"]) == (2, 0.0, 0.0)
 
 
 def test_scale_from_sizes():

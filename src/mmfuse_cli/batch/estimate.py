@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmfuse_cli.degradation.estimate import estimate_blur, estimate_noise, infer_scales
+from mmfuse_cli.degradation.estimate import estimate_parameter, infer_scales
+from mmfuse_cli.degradation.grid import detect_grid
 from mmfuse_cli.degradation.sidecar import Sidecar, write_sidecar
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.errors import InvalidValueError
@@ -44,16 +45,19 @@ class EstimateJob:
 
 
 def estimate_image(path: Path, scale: int = 1, side: str = "", task: str = "ivif") -> ItemResult:
-    """One image's estimates as a result row: ``noise``, ``noise_spread``, ``blur``, ``blur_spread``, ``scale``,
-    ``width``, ``height``, ``bits`` (prefixed ``a_`` / ``b_`` when ``side`` is given); never raises."""
+    """One image's estimates (the same as ``mmfuse run``'s) as a result row: ``noise``, ``noise_spread``, ``blur``,
+    ``blur_spread``, ``scale``, ``grid`` (the pixel grid it is visibly stored on), ``width``, ``height``, ``bits`` (prefixed ``a_`` / ``b_`` when ``side`` is given); never raises."""
     start = time.perf_counter()
     prefix = f"{side}_" if side else ""
     try:
         image = read_image(path)
     except (ImageError, OSError) as exc:
         return ItemResult(path.stem, "failed", str(exc), time.perf_counter() - start)
-    noise = estimate_noise(image.pixels, image.bit_depth)
-    blur = estimate_blur(image.pixels, noise.value or 0.0, scale, task)
+    grid = detect_grid(image.pixels)
+    noise = estimate_parameter("noise", image.pixels, image.bit_depth, grid=grid)
+    blur = estimate_parameter(
+        "blur", image.pixels, noise=noise.value or 0.0, scale=scale, task=task, grid=grid
+    )
     h, w = image.pixels.shape[:2]
     row = {
         f"{prefix}file": str(path),
@@ -61,6 +65,7 @@ def estimate_image(path: Path, scale: int = 1, side: str = "", task: str = "ivif
         f"{prefix}height": h,
         f"{prefix}bits": image.bit_depth,
         f"{prefix}scale": scale,
+        f"{prefix}grid": grid,
         f"{prefix}noise": noise.value,
         f"{prefix}noise_spread": noise.spread,
         f"{prefix}blur": blur.value,
@@ -139,7 +144,11 @@ def folder_degradation(results: list[ItemResult], side: str = "") -> tuple[Degra
     scales = [row[f"{prefix}scale"] for row in ok]
     scale = statistics.mode(scales)
     summary["scale_agreement"] = round(scales.count(scale) / len(scales), 3)
-    return Degradation(blur=round(values["blur"], 3), scale=scale, noise=round(values["noise"], 4)), summary
+    grid = statistics.mode(row.get(f"{prefix}grid", 1) for row in ok)
+    degradation = Degradation(
+        blur=round(values["blur"], 3), scale=scale, noise=round(values["noise"], 4), grid=grid
+    )
+    return degradation, summary
 
 
 def _iqr(values: list[float]) -> float:

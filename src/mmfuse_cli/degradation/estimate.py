@@ -243,6 +243,25 @@ def _calibration(task: str, scale: int, noise: float) -> tuple[float, float]:
     return alpha, beta
 
 
+def estimate_parameter(
+    name: str,
+    pixels: np.ndarray,
+    bits: int = 8,
+    noise: float = 0.0,
+    scale: int = 1,
+    task: str = "ivif",
+    grid: int = 1,
+) -> Estimate:
+    """``noise`` (:func:`estimate_noise`) or ``blur`` (:func:`estimate_blur`, told ``noise``) of one source, as
+    ``mmfuse run`` and ``mmfuse estimate`` both read it: a file visibly stored on a pixel grid (``grid`` > 1, from
+    :func:`~mmfuse_cli.degradation.grid.detect_grid`) is undegraded, 0 for both."""
+    if grid > 1:
+        return Estimate(0.0)
+    if name == "noise":
+        return estimate_noise(pixels, bits)
+    return estimate_blur(pixels, noise, scale, task)
+
+
 def infer_scales(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> tuple[int, int] | None:
     """``(scale_a, scale_b)`` explaining two sources' sizes ``(h, w[, c])``: ``(1, 1)`` for equal sizes, ``(r, 1)``
     when ``b`` is ``r`` times ``a`` in both axes (``r`` an integer up to 8, each axis of ``b`` within ``r - 1``
@@ -260,4 +279,11 @@ def infer_scales(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> tuple[in
     return None
 
 
-__all__ = ["Estimate", "estimate_blur", "estimate_noise", "infer_scales", "total_edge_width"]
+__all__ = [
+    "Estimate",
+    "estimate_blur",
+    "estimate_noise",
+    "estimate_parameter",
+    "infer_scales",
+    "total_edge_width",
+]

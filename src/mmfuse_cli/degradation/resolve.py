@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfuse_cli.degradation.estimate import estimate_blur, estimate_noise, infer_scales
+from mmfuse_cli.degradation.estimate import estimate_parameter, infer_scales
 from mmfuse_cli.degradation.grid import detect_grid, grid_claim_holds
 from mmfuse_cli.degradation.sidecar import SIDECAR_NAME, SidecarError, read_sidecar
 from mmfuse_cli.degradation.spec import MAX_BITS, MAX_GRID, Degradation
@@ -278,14 +278,9 @@ class DegradationResolver:
             elif request.assume_clean and getattr(request, name) != AUTO:
                 values[name], origin[name] = 0.0, "default"
                 self._warn_clean(side, path)
-            elif detected > 1:
-                values[name], origin[name] = 0.0, "estimated"
-                spread[name] = 0.0
             else:
-                found = (
-                    estimate_noise(pixels, bits)
-                    if name == "noise"
-                    else estimate_blur(pixels, values["noise"], int(values["scale"]), self.task)
+                found = estimate_parameter(
+                    name, pixels, bits, values.get("noise", 0.0), int(values["scale"]), self.task, detected
                 )
                 values[name], origin[name] = (found.value or 0.0), "estimated"
                 spread[name] = found.spread

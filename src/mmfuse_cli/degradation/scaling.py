@@ -61,3 +61,8 @@ def quantisation_feature(bits: int) -> float:
 def quantisation_std(bits: int) -> float:
     """Std of the rounding noise of ``bits``-bit samples, ``step / sqrt(12)`` in [0, 1] units (0 when exact)."""
     return quantisation_feature(bits) / (255.0 * 12**0.5)
+
+
+LUMA_NOISE_GAIN = math.sqrt(0.299**2 + 0.587**2 + 0.114**2)
+"""Std of the BT.601 luminance of independent per-channel noise of std 1: 0.668. A colour source's noise is stated
+per channel (what ``mmfuse degrade`` adds); the luminance the model fuses carries this share of it."""

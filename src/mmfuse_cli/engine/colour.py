@@ -16,6 +16,7 @@ import torch
 
 from mmfuse_cli.degradation.grid import project_to_grid
 from mmfuse_cli.degradation.operators import build_operator
+from mmfuse_cli.degradation.scaling import LUMA_NOISE_GAIN
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.io import rgb_to_ycbcr, ycbcr_to_rgb
 
@@ -34,10 +35,6 @@ def luma(pixels: np.ndarray) -> np.ndarray:
     if pixels.ndim == 2:
         return np.ascontiguousarray(pixels, dtype=np.float32)
     return np.ascontiguousarray(rgb_to_ycbcr(pixels)[..., 0])
-
-
-LUMA_NOISE_GAIN = float(np.sqrt(0.299**2 + 0.587**2 + 0.114**2))
-"""Std of the BT.601 luminance of independent per-channel noise of std 1: 0.668."""
 
 
 def luma_noise(pixels: np.ndarray, degradation: Degradation) -> Degradation:
