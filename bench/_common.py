@@ -75,3 +75,14 @@ def pseudo_inverse(y: np.ndarray, degradation: Degradation) -> np.ndarray:
     with torch.inference_mode():
         t = torch.from_numpy(y)[None, None]
         return build_operator(degradation).pinv(t)[0, 0].clamp(0, 1).numpy()
+
+
+def load_model(spec: str, task: str | None = None):
+    """A checkpoint NAME/PATH, or a training run's ``state.safetensors`` (its config and ``model.*`` tensors)."""
+    from mmfuse_cli.model.checkpoint import load_checkpoint
+    from mmfuse_cli.training.state import model_from_state
+    from mmfuse_cli.weights.resolve import resolve_checkpoint
+
+    if Path(spec).name == "state.safetensors":
+        return model_from_state(Path(spec))
+    return load_checkpoint(resolve_checkpoint(spec, task=task, progress=False))

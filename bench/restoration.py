@@ -24,15 +24,13 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, write_result
+from _common import DATA, load_model, write_result
 
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.engine.fuser import Fuser
 from mmfuse_cli.io import read_image, to_gray
 from mmfuse_cli.metrics.pixel import psnr_reference
-from mmfuse_cli.model.checkpoint import load_checkpoint
 from mmfuse_cli.pairing import list_images
-from mmfuse_cli.weights.resolve import resolve_checkpoint
 
 HERE = Path(__file__).resolve().parent
 BSD68 = "natural/test/gray"
@@ -68,7 +66,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=12, help="images of BSD68 (0 = all 68), evenly spaced")
     parser.add_argument("--sigmas", default="15,25", help="noise std in levels of 255, comma-separated")
     parser.add_argument(
-        "--models", default="drfusion-ivif-s", help="checkpoints (NAME or PATH), comma-separated"
+        "--models",
+        default="drfusion-ivif-s",
+        help="checkpoints (NAME or PATH, or a training state.safetensors), comma-separated",
     )
     parser.add_argument("--no-bm3d", action="store_true", help="skip BM3D (slow: seconds per image)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -79,7 +79,7 @@ def main() -> None:
     if args.limit:
         files = files[:: max(1, len(files) // args.limit)][: args.limit]
     images = [(p.stem, to_gray(read_image(p).pixels)) for p in files]
-    fusers = {name: Fuser(load_checkpoint(resolve_checkpoint(name))) for name in args.models.split(",")}
+    fusers = {name: Fuser(load_model(name)) for name in args.models.split(",")}
     methods = ["noisy", *fusers, *([] if args.no_bm3d else ["BM3D"])]
     result: dict = {"date": str(date.today()), "images": [k for k, _ in images]}
     result["args"] = {k: str(v) for k, v in vars(args).items()}

@@ -23,24 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import DATA, SCENARIOS, observe, pseudo_inverse
+from _common import DATA, SCENARIOS, load_model, observe, pseudo_inverse
 
 from mmfuse_cli.engine.config import FuseConfig
 from mmfuse_cli.engine.fuser import Fuser
 from mmfuse_cli.metrics.pixel import psnr_reference as psnr
-from mmfuse_cli.model.checkpoint import load_checkpoint
-from mmfuse_cli.model.network import FusionModel
 from mmfuse_cli.training.config import TrainConfig
 from mmfuse_cli.training.data import load_pairs, split_pairs, training_folders
-from mmfuse_cli.training.state import model_from_state
-from mmfuse_cli.weights.resolve import resolve_checkpoint
-
-
-def load_model(spec: str, task: str) -> FusionModel:
-    """A checkpoint NAME/PATH, or a training run's ``state.safetensors``."""
-    if Path(spec).name == "state.safetensors":
-        return model_from_state(Path(spec))
-    return load_checkpoint(resolve_checkpoint(spec, task=task, progress=False))
 
 
 def centre_crop(img: np.ndarray, size: int) -> np.ndarray:

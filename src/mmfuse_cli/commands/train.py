@@ -19,6 +19,7 @@ FLAGS = {
     "crop": "--crop",
     "kind_weights": "--kind-weight",
     "folders": "--a / --b",
+    "single_fraction": "--single-fraction",
 }
 
 
@@ -32,6 +33,15 @@ def train(
     ),
     b_dirs: Optional[list[Path]] = typer.Option(
         None, "--b", help="Folder of the matching clean source-b images, paired by stem (one per --a)."
+    ),
+    singles: Optional[list[Path]] = typer.Option(
+        None,
+        "--singles",
+        help="Folder of single clean images (e.g. natural photographs: shared/data/natural/train/gray) made into "
+        "pairs for --single-fraction of the crops (repeatable; docs/TRAINING.md, History 20).",
+    ),
+    single_fraction: float = typer.Option(
+        0.0, "--single-fraction", help="Share of the crops drawn from --singles (0-1)."
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (state, log, model). Default runs/TASK."),
     steps: int = typer.Option(4000, "--steps", help="Optimizer steps."),
@@ -147,7 +157,7 @@ def train(
             f"give one --b folder per --a folder (got {len(a_dirs or [])} --a, {len(b_dirs or [])} --b)",
         )
         raise typer.Exit(EXIT_USAGE)
-    for folder in [*(a_dirs or []), *(b_dirs or [])]:
+    for folder in [*(a_dirs or []), *(b_dirs or []), *(singles or [])]:
         if not folder.is_dir():
             report_error(console, f"{folder}: not a folder")
             raise typer.Exit(EXIT_USAGE)
@@ -161,6 +171,8 @@ def train(
             batch=batch,
             crop=crop,
             crop_align=crop_align,
+            singles=[str(folder) for folder in singles or []],
+            single_fraction=single_fraction,
             zoom_fraction=zoom_fraction,
             max_zoom=max_zoom,
             lr=lr,

@@ -34,7 +34,8 @@ class TrainConfig:
     """Options of a training run (recorded in the exported checkpoint), validated on construction.
 
     Raises:
-        InvalidValueError: naming the field (``task``, ``src_loss``, ``crop``, ``folders``, ``kind_weights``).
+        InvalidValueError: naming the field (``task``, ``src_loss``, ``crop``, ``folders``, ``kind_weights``,
+            ``single_fraction``).
     """
 
     task: str = "ivif"
@@ -47,6 +48,9 @@ class TrainConfig:
     crop: int = 96
     # crop offsets are multiples of this (2 keeps a 2x2 pixel-replication grid, see data.random_crops)
     crop_align: int = 1
+    # folders of single clean images (e.g. natural photographs) mixed in as pairs (see data.single_image_pair)
+    singles: list[str] = field(default_factory=list)
+    single_fraction: float = 0.0  # share of crops drawn from ``singles``
     zoom_fraction: float = 0.0  # share of crops enlarged x1.25..max_zoom before degrading (see random_crops)
     max_zoom: float = 2.0
     lr: float = 2e-4
@@ -100,6 +104,10 @@ class TrainConfig:
             raise InvalidValueError("crop", f"must be a multiple of 8 and >= 32, got {self.crop}")
         if any(len(pair) != 2 for pair in self.folders):
             raise InvalidValueError("folders", "give one b folder per a folder")
+        if not 0.0 <= self.single_fraction <= 1.0:
+            raise InvalidValueError("single_fraction", f"must be in [0, 1], got {self.single_fraction}")
+        if self.single_fraction > 0 and not self.singles:
+            raise InvalidValueError("single_fraction", "needs at least one folder of single images")
         if self.kind_weights:
             try:
                 kind_probabilities(self.kind_weights)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.degradation.synth import degrade_tensor
-from mmfuse_cli.io import read_image, to_gray
+from mmfuse_cli.io import is_image_file, read_image, to_gray
 from mmfuse_cli.pairing import pair_folders
 from mmfuse_cli.sampling.observation import Observation, ObservationBatch
 from mmfuse_cli.tasks import TASKS
@@ -78,6 +78,31 @@ def load_pairs(
     return pairs
 
 
+def load_singles(
+    folders: list[Path], min_size: int = 0, log: Callable[[str], None] = print
+) -> list[np.ndarray]:
+    """Every image in ``folders`` (single clean images, e.g. natural photographs) as gray float32 in [0, 1].
+
+    Images smaller than ``min_size`` on a side are left out with one log line each; an empty result raises
+    ``ValueError`` naming the folders.
+    """
+    images: list[np.ndarray] = []
+    for folder in folders:
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if not is_image_file(path):
+                continue
+            pixels = to_gray(read_image(path).pixels)
+            if min(pixels.shape) < min_size:
+                log(
+                    f"skipped {path}: {pixels.shape[1]}x{pixels.shape[0]} is smaller than the {min_size}-pixel crop"
+                )
+                continue
+            images.append(pixels)
+    if not images:
+        raise ValueError(f"no usable images in {', '.join(str(f) for f in folders)}")
+    return images
+
+
 def split_pairs(pairs: list[PairImages], val_fraction: float) -> tuple[list[PairImages], list[PairImages]]:
     """Deterministic hold-out: every ``round(1 / val_fraction)``-th pair (sorted by key) goes to validation.
 
@@ -104,6 +129,8 @@ def random_crops(
     align: int = 1,
     zoom_fraction: float = 0.0,
     max_zoom: float = 2.0,
+    singles: list[np.ndarray] | None = None,
+    single_fraction: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` aligned random crops (with random flips) -> two ``(n, 1, size, size)`` tensors.
 
@@ -116,14 +143,21 @@ def random_crops(
     ``[1.25, max_zoom]`` (bilinear or bicubic, both sources alike), so that the clean targets include
     band-limited images, as files that were resized before they reached the user are (docs/TRAINING.md,
     History 18). Zoomed crops ignore ``align``. With 0 nothing extra is drawn from ``rng``.
+
+    ``single_fraction``: the share of crops that are a pair made from ``singles`` (clean single images such as
+    natural photographs, see :func:`single_image_pair`), so that the restoration learns textures no fusion
+    dataset holds. With 0 nothing extra is drawn from ``rng``.
     """
     a_out = np.empty((n, 1, size, size), np.float32)
     b_out = np.empty_like(a_out)
     for i in range(n):
-        p = pairs[rng.integers(len(pairs))]
-        if zoom_fraction > 0 and rng.random() < zoom_fraction:
+        if single_fraction > 0 and singles and rng.random() < single_fraction:
+            a, b = single_image_pair(singles, size, rng)
+        elif zoom_fraction > 0 and rng.random() < zoom_fraction:
+            p = pairs[rng.integers(len(pairs))]
             a, b = _zoomed_crop(p, size, rng, max_zoom)
         else:
+            p = pairs[rng.integers(len(pairs))]
             h, w = p.a.shape
             top = rng.integers((h - size) // align + 1) * align
             left = rng.integers((w - size) // align + 1) * align
@@ -135,6 +169,38 @@ def random_crops(
             a, b = a[::-1], b[::-1]
         a_out[i, 0], b_out[i, 0] = a, b
     return torch.from_numpy(a_out), torch.from_numpy(b_out)
+
+
+def single_image_pair(
+    singles: list[np.ndarray], size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` training pair made from single clean images (float32 in [0, 1]).
+
+    Source a is a random crop of one image. Source b is, at even odds, the same crop seen by another "sensor"
+    (:func:`remap_intensity`: same edges, different intensities and contrast polarity, like a scene's IR and
+    visible images) or a crop of another image (nothing shared, so each source must be restored on its own).
+    """
+    a = _random_window(singles[rng.integers(len(singles))], size, rng)
+    if rng.random() < 0.5:
+        return a, remap_intensity(a, rng)
+    return a, _random_window(singles[rng.integers(len(singles))], size, rng)
+
+
+def remap_intensity(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``x`` (float32 in [0, 1]) through a random monotone tone curve (gamma 0.5-2), inverted at even odds,
+    into a random sub-range ``[lo, hi]`` with ``lo`` in [0, 0.3] and ``hi`` in [0.7, 1]; float32 in [0, 1]."""
+    gamma = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    y = np.power(np.clip(x, 0.0, 1.0), gamma)
+    if rng.random() < 0.5:
+        y = 1.0 - y
+    lo, hi = rng.uniform(0.0, 0.3), rng.uniform(0.7, 1.0)
+    return (lo + (hi - lo) * y).astype(np.float32)
+
+
+def _random_window(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    h, w = image.shape
+    top, left = rng.integers(h - size + 1), rng.integers(w - size + 1)
+    return image[top : top + size, left : left + size]
 
 
 def _zoomed_crop(

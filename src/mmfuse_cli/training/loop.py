@@ -23,6 +23,7 @@ from mmfuse_cli.training.config import TrainConfig, fill_architecture
 from mmfuse_cli.training.data import (
     PairImages,
     load_pairs,
+    load_singles,
     observe_pair,
     random_crops,
     split_pairs,
@@ -98,6 +99,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     out_dir.mkdir(parents=True, exist_ok=True)
     folders = training_folders(cfg)
     train_pairs, val_pairs = _training_set(folders, cfg, log)
+    singles = _single_images(cfg, log)
     state_path, log_path = out_dir / "state.safetensors", out_dir / "log.jsonl"
     resuming = state_path.exists()
     known, source = _starting_point(cfg, state_path, resuming)
@@ -122,7 +124,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
         if cfg.max_minutes is not None and (time.time() - started) / 60 > cfg.max_minutes:
             log(f"time budget of {cfg.max_minutes} min reached at step {step}")
             break
-        losses = _train_step(model, opt, train_pairs, cfg, step, kind_p)
+        losses = _train_step(model, opt, train_pairs, singles, cfg, step, kind_p)
         step += 1
         for key, value in losses.items():
             running[key] = running.get(key, 0.0) + value.item()
@@ -152,6 +154,15 @@ def _training_set(
     train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
     log(f"task {cfg.task}: {len(train_pairs)} training pairs, {len(val_pairs)} validation pairs")
     return train_pairs, val_pairs
+
+
+def _single_images(cfg: TrainConfig, log: Callable[[str], None]) -> list[np.ndarray]:
+    """The run's single clean images (none unless ``single_fraction`` > 0), with one log line."""
+    if cfg.single_fraction <= 0:
+        return []
+    singles = load_singles([Path(folder) for folder in cfg.singles], cfg.crop, log)
+    log(f"{len(singles)} single images, {cfg.single_fraction:.0%} of the crops")
+    return singles
 
 
 def _starting_point(
@@ -222,6 +233,7 @@ def _train_step(
     model: FusionModel,
     opt: torch.optim.Optimizer,
     train_pairs: list[PairImages],
+    singles: list[np.ndarray],
     cfg: TrainConfig,
     step: int,
     kind_p: np.ndarray | None,
@@ -236,6 +248,8 @@ def _train_step(
         align=cfg.crop_align,
         zoom_fraction=cfg.zoom_fraction,
         max_zoom=cfg.max_zoom,
+        singles=singles,
+        single_fraction=cfg.single_fraction,
     )
     da = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
     db = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
@@ -269,7 +283,7 @@ def _export(
         export_path,
         {
             "train_config": asdict(cfg),
-            "data": [f"{a}|{b}" for a, b in folders],
+            "data": [f"{a}|{b}" for a, b in folders] + [f"{s}|single" for s in cfg.singles],
             "train_pairs": train_pairs,
             "steps_trained": steps_trained,
             "seed": cfg.seed,

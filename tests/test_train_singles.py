@@ -1,0 +1,154 @@
+"""Single clean images (natural photographs) mixed into training as pairs: the crops, the options, a short run."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import smooth_scene
+from scipy.stats import spearmanr
+
+from mmfuse_cli.errors import InvalidValueError
+from mmfuse_cli.io import write_image
+from mmfuse_cli.model.checkpoint import load_checkpoint
+from mmfuse_cli.training.config import TrainConfig
+from mmfuse_cli.training.data import (
+    PairImages,
+    load_singles,
+    random_crops,
+    remap_intensity,
+    single_image_pair,
+)
+from mmfuse_cli.training.loop import train
+
+
+def _textures(count: int, size: int = 64) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.random((size, size)).astype(np.float32) for _ in range(count)]
+
+
+def test_remapped_source_keeps_every_edge_but_not_the_intensities():
+    x = _textures(1)[0]
+    for seed in range(20):
+        y = remap_intensity(x, np.random.default_rng(seed))
+        assert y.dtype == np.float32 and y.min() >= 0.0 and y.max() <= 1.0
+        rho = spearmanr(x.ravel(), y.ravel()).statistic
+        assert abs(rho) > 0.999  # a monotone tone curve: the same ordering, possibly reversed
+        assert np.abs(y - x).mean() > 0.01  # ... but another sensor's values
+    polarities = {
+        np.sign(spearmanr(x.ravel(), remap_intensity(x, np.random.default_rng(s)).ravel())[0])
+        for s in range(20)
+    }
+    assert polarities == {-1.0, 1.0}  # inverted contrast (hot = dark) is drawn too
+
+
+def test_single_image_pairs_are_a_scene_seen_twice_or_two_unrelated_crops():
+    singles = _textures(4)
+    related = unrelated = 0
+    for seed in range(40):
+        a, b = single_image_pair(singles, 32, np.random.default_rng(seed))
+        assert a.shape == b.shape == (32, 32)
+        assert any(_contains(image, a) for image in singles)  # source a is a crop of one of the images
+        if abs(spearmanr(a.ravel(), b.ravel()).statistic) > 0.999:
+            related += 1
+        else:
+            assert any(_contains(image, b) for image in singles)
+            unrelated += 1
+    assert 10 <= related <= 30 and 10 <= unrelated <= 30  # even odds
+
+
+def _contains(image: np.ndarray, crop: np.ndarray) -> bool:
+    size = crop.shape[0]
+    return any(
+        np.array_equal(image[top : top + size, left : left + size], crop)
+        for top in range(image.shape[0] - size + 1)
+        for left in range(image.shape[1] - size + 1)
+    )
+
+
+def test_single_fraction_sets_the_share_of_crops_and_zero_draws_what_runs_drew_before():
+    pairs = [PairImages("flat", np.full((64, 64), 0.5, np.float32), np.full((64, 64), 0.5, np.float32))]
+    singles = _textures(3)
+    before = random_crops(pairs, 50, 32, np.random.default_rng(7), zoom_fraction=0.3)
+    unused = random_crops(pairs, 50, 32, np.random.default_rng(7), zoom_fraction=0.3, singles=singles)
+    assert all(torch.equal(x, y) for x, y in zip(before, unused, strict=True))
+    a, _ = random_crops(pairs, 400, 32, np.random.default_rng(8), singles=singles, single_fraction=0.25)
+    textured = int((a.flatten(1).std(dim=1) > 0.05).sum())  # flat pair crops have no spread
+    assert 70 <= textured <= 130  # 100 expected
+
+
+def test_single_fraction_is_validated_where_it_enters():
+    with pytest.raises(InvalidValueError) as info:
+        TrainConfig(single_fraction=0.5)
+    assert info.value.field == "single_fraction" and "folder" in str(info.value)
+    with pytest.raises(InvalidValueError):
+        TrainConfig(single_fraction=1.5, singles=["x"])
+
+
+def test_train_command_names_the_flag_of_a_bad_single_fraction(tmp_path):
+    from typer.testing import CliRunner
+
+    from mmfuse_cli.cli import app
+
+    result = CliRunner().invoke(
+        app, ["train", "--task", "ivif", "--single-fraction", "0.5", "-o", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2 and "--single-fraction" in result.output
+    result = CliRunner().invoke(
+        app, ["train", "--task", "ivif", "--singles", str(tmp_path / "none"), "-o", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2 and "not a folder" in result.output
+
+
+def test_load_singles_skips_small_images_and_non_images_and_refuses_an_empty_set(tmp_path):
+    folder = tmp_path / "natural"
+    folder.mkdir()
+    write_image(folder / "big.png", smooth_scene(48, 40, seed=1), 8)
+    write_image(folder / "small.png", smooth_scene(16, 16, seed=2), 8)
+    (folder / "notes.txt").write_text("not an image")
+    lines = []
+    images = load_singles([folder], 32, lines.append)
+    assert len(images) == 1 and images[0].shape == (48, 40) and images[0].dtype == np.float32
+    assert any("small.png" in line and "smaller than the 32-pixel crop" in line for line in lines)
+    with pytest.raises(ValueError, match="no usable images"):
+        load_singles([tmp_path / "missing"], 32)
+
+
+def test_a_run_with_single_images_trains_and_records_them(tmp_path):
+    root = tmp_path / "data"
+    for i in range(5):
+        for mod, seed in (("ir", i), ("vi", 100 + i)):
+            (root / "tno/train" / mod).mkdir(parents=True, exist_ok=True)
+            write_image(root / "tno/train" / mod / f"{i:02d}.png", smooth_scene(48, 64, seed=seed), 8)
+    natural = tmp_path / "natural"
+    natural.mkdir()
+    for i, image in enumerate(_textures(3, 48)):
+        write_image(natural / f"{i}.png", image, 8)
+    cfg = TrainConfig(
+        task="ivif",
+        data=str(root),
+        out_dir=str(tmp_path / "run"),
+        steps=2,
+        batch=2,
+        crop=32,
+        base_channels=4,
+        levels=2,
+        val_every=2,
+        checkpoint_every=2,
+        val_fraction=0.2,
+        threads=1,
+        singles=[str(natural)],
+        single_fraction=0.5,
+    )
+    lines = []
+    train(cfg, log=lines.append)
+    assert any("3 single images, 50% of the crops" in line for line in lines)
+    meta = load_checkpoint(tmp_path / "run/model.safetensors").metadata
+    assert f"{natural}|single" in json.loads(meta["data"])
+    assert json.loads(meta["train_config"])["single_fraction"] == 0.5
+    plain = dataclasses.replace(cfg, out_dir=str(tmp_path / "plain"), singles=[], single_fraction=0.0)
+    train(plain, log=lambda s: None)
+    mixed = load_checkpoint(tmp_path / "run/model.safetensors").net.state_dict()
+    alone = load_checkpoint(tmp_path / "plain/model.safetensors").net.state_dict()
+    assert any(not torch.equal(mixed[k], alone[k]) for k in mixed)  # the single images were trained on
