@@ -29,7 +29,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, SCENARIOS, SPLITS, load_clean_pairs, observe, write_result
+from _common import DATA, HELD_OUT_SPLITS, SCENARIOS, SPLITS, load_clean_pairs, observe, write_result
 
 from mmfuse_cli.degradation.estimate import (
     NOISE_KNOTS,
@@ -94,7 +94,7 @@ def accuracy(data: Path, images: int, tmp: Path) -> dict:
     clean_noise: list[float] = []
     scale_exact = [0, 0]
     by_split: dict[str, list[float]] = {}
-    for split in SPLITS:
+    for split in (s for s in SPLITS if s not in HELD_OUT_SPLITS):
         resolver, pa, pb = blind_resolver(tmp, SPLITS[split][0])
         pairs = load_clean_pairs(data, split, images)
         for key, a, b in pairs:
