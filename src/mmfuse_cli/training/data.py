@@ -153,22 +153,25 @@ def random_crops(
     for i in range(n):
         if single_fraction > 0 and singles and rng.random() < single_fraction:
             a, b = single_image_pair(singles, size, rng)
-        elif zoom_fraction > 0 and rng.random() < zoom_fraction:
-            p = pairs[rng.integers(len(pairs))]
-            a, b = _zoomed_crop(p, size, rng, max_zoom)
-        else:
-            p = pairs[rng.integers(len(pairs))]
-            h, w = p.a.shape
-            top = rng.integers((h - size) // align + 1) * align
-            left = rng.integers((w - size) // align + 1) * align
-            a = p.a[top : top + size, left : left + size]
-            b = p.b[top : top + size, left : left + size]
+        else:  # the pair first, then the zoom draw: the order every earlier run drew in
+            a, b = _pair_crop(pairs[rng.integers(len(pairs))], size, rng, align, zoom_fraction, max_zoom)
         if rng.random() < 0.5:
             a, b = a[:, ::-1], b[:, ::-1]
         if rng.random() < 0.5:
             a, b = a[::-1], b[::-1]
         a_out[i, 0], b_out[i, 0] = a, b
     return torch.from_numpy(a_out), torch.from_numpy(b_out)
+
+
+def _pair_crop(
+    p: PairImages, size: int, rng: np.random.Generator, align: int, zoom_fraction: float, max_zoom: float
+) -> tuple[np.ndarray, np.ndarray]:
+    if zoom_fraction > 0 and rng.random() < zoom_fraction:
+        return _zoomed_crop(p, size, rng, max_zoom)
+    h, w = p.a.shape
+    top = rng.integers((h - size) // align + 1) * align
+    left = rng.integers((w - size) // align + 1) * align
+    return p.a[top : top + size, left : left + size], p.b[top : top + size, left : left + size]
 
 
 def single_image_pair(
