@@ -64,3 +64,36 @@ def _isolated_hub(tmp_path_factory, monkeypatch, _export_cache):
     monkeypatch.delenv("MMFUSE_WEIGHTS_MANIFEST", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def write_tiny_training_set(root: Path, pairs: int = 6) -> Path:
+    """``pairs`` 48x64 smooth IR/visible scenes as 8-bit PNGs under ``root/tno/train/{ir,vi}`` (a data root)."""
+    from mmfuse_cli.io import write_image
+
+    for i in range(pairs):
+        for mod, seed in (("ir", i), ("vi", 100 + i)):
+            (root / "tno/train" / mod).mkdir(parents=True, exist_ok=True)
+            write_image(root / "tno/train" / mod / f"{i:02d}.png", smooth_scene(48, 64, seed=seed), 8)
+    return root
+
+
+def tiny_train_config(root: Path, out: Path, steps: int, **overrides):
+    """A TrainConfig that trains a 2-level, 4-channel network on 32-px crops of ``root`` in seconds."""
+    from mmfuse_cli.training.config import TrainConfig
+
+    options = dict(
+        task="ivif",
+        data=str(root),
+        out_dir=str(out),
+        steps=steps,
+        batch=2,
+        crop=32,
+        base_channels=4,
+        levels=2,
+        val_every=2,
+        checkpoint_every=2,
+        val_fraction=0.2,
+        seed=5,
+        threads=1,
+    )
+    return TrainConfig(**{**options, **overrides})

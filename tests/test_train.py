@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import smooth_scene
+from conftest import smooth_scene, tiny_train_config, write_tiny_training_set
 from safetensors.torch import load_file
 
 from mmfuse_cli.degradation.draws import random_degradation
@@ -20,33 +20,11 @@ from mmfuse_cli.training.losses import fusion_loss, ssim_torch
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    for i in range(6):
-        a = smooth_scene(48, 64, seed=i)
-        b = smooth_scene(48, 64, seed=100 + i)
-        for mod, img in (("ir", a), ("vi", b)):
-            (root / "tno/train" / mod).mkdir(parents=True, exist_ok=True)
-            write_image(root / "tno/train" / mod / f"{i:02d}.png", img, 8)
-    return root
+    return write_tiny_training_set(tmp_path_factory.mktemp("data"))
 
 
 def _cfg(root, out, steps, pause_at=None):
-    return TrainConfig(
-        pause_at=pause_at,
-        task="ivif",
-        data=str(root),
-        out_dir=str(out),
-        steps=steps,
-        batch=2,
-        crop=32,
-        base_channels=4,
-        levels=2,
-        val_every=2,
-        checkpoint_every=2,
-        val_fraction=0.2,
-        seed=5,
-        threads=1,
-    )
+    return tiny_train_config(root, out, steps, pause_at=pause_at)
 
 
 def test_training_is_deterministic_resumable_and_exports_metadata(data_root, tmp_path):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import smooth_scene
+from conftest import smooth_scene, tiny_train_config, write_tiny_training_set
 from scipy.stats import spearmanr
 
 from mmfuse_cli.errors import InvalidValueError
@@ -116,31 +116,12 @@ def test_load_singles_skips_small_images_and_non_images_and_refuses_an_empty_set
 
 
 def test_a_run_with_single_images_trains_and_records_them(tmp_path):
-    root = tmp_path / "data"
-    for i in range(5):
-        for mod, seed in (("ir", i), ("vi", 100 + i)):
-            (root / "tno/train" / mod).mkdir(parents=True, exist_ok=True)
-            write_image(root / "tno/train" / mod / f"{i:02d}.png", smooth_scene(48, 64, seed=seed), 8)
+    root = write_tiny_training_set(tmp_path / "data")
     natural = tmp_path / "natural"
     natural.mkdir()
     for i, image in enumerate(_textures(3, 48)):
         write_image(natural / f"{i}.png", image, 8)
-    cfg = TrainConfig(
-        task="ivif",
-        data=str(root),
-        out_dir=str(tmp_path / "run"),
-        steps=2,
-        batch=2,
-        crop=32,
-        base_channels=4,
-        levels=2,
-        val_every=2,
-        checkpoint_every=2,
-        val_fraction=0.2,
-        threads=1,
-        singles=[str(natural)],
-        single_fraction=0.5,
-    )
+    cfg = tiny_train_config(root, tmp_path / "run", 2, singles=[str(natural)], single_fraction=0.5)
     lines = []
     train(cfg, log=lines.append)
     assert any("3 single images, 50% of the crops" in line for line in lines)
