@@ -151,9 +151,9 @@ def test_aligned_crops_keep_the_block_grid_of_pixel_replicated_images():
     import numpy as np
 
     pairs = [_replicated_pair(seed) for seed in range(3)]
-    a, b = random_crops(pairs, 64, 32, np.random.default_rng(0), align=2)
+    a, b, _ = random_crops(pairs, 64, 32, np.random.default_rng(0), align=2)
     assert _block_spread(a) == 0.0 and _block_spread(b) == 0.0  # flips included (half of the 64 crops)
-    a1, _ = random_crops(pairs, 64, 32, np.random.default_rng(0), align=1)
+    a1, *_ = random_crops(pairs, 64, 32, np.random.default_rng(0), align=1)
     assert _block_spread(a1) > 0.5  # odd corners cut the blocks
 
 
@@ -161,7 +161,7 @@ def test_unaligned_crops_are_the_draws_every_earlier_run_made():
     import numpy as np
 
     pairs = [_replicated_pair(seed) for seed in range(3)]
-    a, b = random_crops(pairs, 5, 32, np.random.default_rng(3))
+    a, b, _ = random_crops(pairs, 5, 32, np.random.default_rng(3))
     rng = np.random.default_rng(3)  # the draws before ``align`` existed: pair, top, left, flips
     for i in range(5):
         p = pairs[rng.integers(len(pairs))]
@@ -191,8 +191,8 @@ def test_zoomed_crops_are_band_limited_enlargements_of_both_sources_alike():
     # white: about 70 % of its energy lies above 0.3 cycles/pixel
     noise = rng.random((96, 96)).astype(np.float32)
     pairs = [PairImages("white", noise, 1.0 - noise)]
-    plain, _ = random_crops(pairs, 16, 32, np.random.default_rng(1))
-    a, b = random_crops(pairs, 16, 32, np.random.default_rng(1), zoom_fraction=1.0, max_zoom=2.5)
+    plain, *_ = random_crops(pairs, 16, 32, np.random.default_rng(1))
+    a, b, _ = random_crops(pairs, 16, 32, np.random.default_rng(1), zoom_fraction=1.0, max_zoom=2.5)
     assert _high_band_share(plain) > 0.2
     # enlarged x1.25-2.5: little left near Nyquist
     assert _high_band_share(a) < 0.25 * _high_band_share(plain)
@@ -206,7 +206,7 @@ def test_zoom_fraction_zooms_about_that_share_of_crops():
     rng = np.random.default_rng(0)
     noise = rng.random((64, 64)).astype(np.float32)
     pairs = [PairImages("white", noise, noise)]
-    a, _ = random_crops(pairs, 400, 32, np.random.default_rng(2), zoom_fraction=0.3)
+    a, *_ = random_crops(pairs, 400, 32, np.random.default_rng(2), zoom_fraction=0.3)
     zoomed = sum(_high_band_share(a[i : i + 1]) < 0.5 for i in range(len(a)))  # white crops: about 0.7
     assert 80 <= zoomed <= 160  # 120 expected
 

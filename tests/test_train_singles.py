@@ -73,9 +73,34 @@ def test_single_fraction_sets_the_share_of_crops_and_zero_draws_what_runs_drew_b
     before = random_crops(pairs, 50, 32, np.random.default_rng(7), zoom_fraction=0.3)
     unused = random_crops(pairs, 50, 32, np.random.default_rng(7), zoom_fraction=0.3, singles=singles)
     assert all(torch.equal(x, y) for x, y in zip(before, unused, strict=True))
-    a, _ = random_crops(pairs, 400, 32, np.random.default_rng(8), singles=singles, single_fraction=0.25)
-    textured = int((a.flatten(1).std(dim=1) > 0.05).sum())  # flat pair crops have no spread
-    assert 70 <= textured <= 130  # 100 expected
+    a, _, from_single = random_crops(
+        pairs, 400, 32, np.random.default_rng(8), singles=singles, single_fraction=0.25
+    )
+    textured = a.flatten(1).std(dim=1) > 0.05  # flat pair crops have no spread
+    assert 70 <= int(textured.sum()) <= 130  # 100 expected
+    assert torch.equal(from_single, textured)  # the mask names exactly the crops made from single images
+    assert not before.from_single.any()
+
+
+def test_a_zero_fusion_weight_takes_a_sample_out_of_the_fused_terms_but_not_the_source_term():
+    from types import SimpleNamespace
+
+    from mmfuse_cli.training.losses import fusion_loss
+
+    rng = np.random.default_rng(4)
+    a, b = (torch.from_numpy(rng.random((2, 1, 32, 32)).astype(np.float32)) for _ in range(2))
+    fused = torch.maximum(a, b).clone()
+    fused[1] = 0.0  # sample 1's fused image is wrong, its restored sources are right
+    out = SimpleNamespace(x1=a.clone(), x2=b.clone(), f=fused)
+    for task in ("ivif", "mif"):
+        cfg = TrainConfig(task=task)
+        plain = fusion_loss(out, a, b, task, cfg)
+        kept = fusion_loss(out, a, b, task, cfg, torch.tensor([1.0, 0.0]))
+        ones = fusion_loss(out, a, b, task, cfg, torch.ones(2))
+        assert float(plain["int"]) > 0.1 and float(kept["int"]) < 1e-6  # only sample 1 had an intensity error
+        assert float(kept["total"]) < float(plain["total"])
+        assert float(kept["src"]) == float(plain["src"])
+        assert torch.allclose(ones["total"], plain["total"], atol=1e-6)  # all-1 weights = the plain mean
 
 
 def test_single_fraction_is_validated_where_it_enters():
@@ -84,6 +109,9 @@ def test_single_fraction_is_validated_where_it_enters():
     assert info.value.field == "single_fraction" and "folder" in str(info.value)
     with pytest.raises(InvalidValueError):
         TrainConfig(single_fraction=1.5, singles=["x"])
+    with pytest.raises(InvalidValueError) as info:
+        TrainConfig(single_fusion_weight=-0.5)
+    assert info.value.field == "single_fusion_weight"
 
 
 def test_train_command_names_the_flag_of_a_bad_single_fraction(tmp_path):
@@ -121,13 +149,16 @@ def test_a_run_with_single_images_trains_and_records_them(tmp_path):
     natural.mkdir()
     for i, image in enumerate(_textures(3, 48)):
         write_image(natural / f"{i}.png", image, 8)
-    cfg = tiny_train_config(root, tmp_path / "run", 2, singles=[str(natural)], single_fraction=0.5)
+    cfg = tiny_train_config(
+        root, tmp_path / "run", 2, singles=[str(natural)], single_fraction=0.5, single_fusion_weight=0.0
+    )
     lines = []
     train(cfg, log=lines.append)
-    assert any("3 single images, 50% of the crops" in line for line in lines)
+    assert any("3 single images, 50% of the crops, fused-image terms x0" in line for line in lines)
     meta = load_checkpoint(tmp_path / "run/model.safetensors").metadata
     assert f"{natural}|single" in json.loads(meta["data"])
     assert json.loads(meta["train_config"])["single_fraction"] == 0.5
+    assert json.loads(meta["train_config"])["single_fusion_weight"] == 0.0
     plain = dataclasses.replace(cfg, out_dir=str(tmp_path / "plain"), singles=[], single_fraction=0.0)
     train(plain, log=lambda s: None)
     mixed = load_checkpoint(tmp_path / "run/model.safetensors").net.state_dict()

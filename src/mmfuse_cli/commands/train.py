@@ -20,6 +20,7 @@ FLAGS = {
     "kind_weights": "--kind-weight",
     "folders": "--a / --b",
     "single_fraction": "--single-fraction",
+    "single_fusion_weight": "--single-fusion-weight",
 }
 
 
@@ -42,6 +43,12 @@ def train(
     ),
     single_fraction: float = typer.Option(
         0.0, "--single-fraction", help="Share of the crops drawn from --singles (0-1)."
+    ),
+    single_fusion_weight: float = typer.Option(
+        1.0,
+        "--single-fusion-weight",
+        help="Weight of the --singles crops in the fused-image loss terms (0-1): 0 = they train restoration only, "
+        "and the fusion rule is learnt from real sensor pairs alone.",
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (state, log, model). Default runs/TASK."),
     steps: int = typer.Option(4000, "--steps", help="Optimizer steps."),
@@ -173,6 +180,7 @@ def train(
             crop_align=crop_align,
             singles=[str(folder) for folder in singles or []],
             single_fraction=single_fraction,
+            single_fusion_weight=single_fusion_weight,
             zoom_fraction=zoom_fraction,
             max_zoom=max_zoom,
             lr=lr,

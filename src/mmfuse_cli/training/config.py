@@ -51,6 +51,8 @@ class TrainConfig:
     # folders of single clean images (e.g. natural photographs) mixed in as pairs (see data.single_image_pair)
     singles: list[str] = field(default_factory=list)
     single_fraction: float = 0.0  # share of crops drawn from ``singles``
+    # weight of those crops in the fused-image loss terms (1 = like fusion pairs, 0 = restoration only; see losses)
+    single_fusion_weight: float = 1.0
     zoom_fraction: float = 0.0  # share of crops enlarged x1.25..max_zoom before degrading (see random_crops)
     max_zoom: float = 2.0
     lr: float = 2e-4
@@ -106,6 +108,10 @@ class TrainConfig:
             raise InvalidValueError("folders", "give one b folder per a folder")
         if not 0.0 <= self.single_fraction <= 1.0:
             raise InvalidValueError("single_fraction", f"must be in [0, 1], got {self.single_fraction}")
+        if not 0.0 <= self.single_fusion_weight <= 1.0:
+            raise InvalidValueError(
+                "single_fusion_weight", f"must be in [0, 1], got {self.single_fusion_weight}"
+            )
         if self.single_fraction > 0 and not self.singles:
             raise InvalidValueError("single_fraction", "needs at least one folder of single images")
         if self.kind_weights:

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -121,6 +122,15 @@ def split_pairs(pairs: list[PairImages], val_fraction: float) -> tuple[list[Pair
     return train, val
 
 
+class CropBatch(NamedTuple):
+    """Training crops: clean sources ``a``, ``b`` (float32 in [0, 1], ``(n, 1, size, size)``) and ``from_single``
+    (bool, ``(n,)``): True where the pair was made from single images, not cut from a fusion pair."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    from_single: torch.Tensor
+
+
 def random_crops(
     pairs: list[PairImages],
     n: int,
@@ -131,8 +141,8 @@ def random_crops(
     max_zoom: float = 2.0,
     singles: list[np.ndarray] | None = None,
     single_fraction: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` aligned random crops (with random flips) -> two ``(n, 1, size, size)`` tensors.
+) -> CropBatch:
+    """``n`` aligned random crops (with random flips): a :class:`CropBatch` of two ``(n, 1, size, size)`` tensors.
 
     ``align``: the crop's top-left corner lies on multiples of it. Images that were enlarged by pixel replication
     (the Harvard atlas's PET and SPECT are 128 x 128 scans stored as 2 x 2 blocks at 256 x 256) keep their block
@@ -146,13 +156,15 @@ def random_crops(
 
     ``single_fraction``: the share of crops that are a pair made from ``singles`` (clean single images such as
     natural photographs, see :func:`single_image_pair`), so that the restoration learns textures no fusion
-    dataset holds. With 0 nothing extra is drawn from ``rng``.
+    dataset holds; ``from_single`` marks them. With 0 nothing extra is drawn from ``rng``.
     """
     a_out = np.empty((n, 1, size, size), np.float32)
     b_out = np.empty_like(a_out)
+    from_single = np.zeros(n, bool)
     for i in range(n):
         if single_fraction > 0 and singles and rng.random() < single_fraction:
             a, b = single_image_pair(singles, size, rng)
+            from_single[i] = True
         else:  # the pair first, then the zoom draw: the order every earlier run drew in
             a, b = _pair_crop(pairs[rng.integers(len(pairs))], size, rng, align, zoom_fraction, max_zoom)
         if rng.random() < 0.5:
@@ -160,7 +172,7 @@ def random_crops(
         if rng.random() < 0.5:
             a, b = a[::-1], b[::-1]
         a_out[i, 0], b_out[i, 0] = a, b
-    return torch.from_numpy(a_out), torch.from_numpy(b_out)
+    return CropBatch(torch.from_numpy(a_out), torch.from_numpy(b_out), torch.from_numpy(from_single))
 
 
 def _pair_crop(

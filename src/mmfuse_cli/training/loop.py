@@ -48,9 +48,9 @@ def make_validation_set(val_pairs: list[PairImages], cfg: TrainConfig, count: in
     rng, gen = _step_rng(cfg.seed + 7919, 0)
     smallest = min(min(p.a.shape) for p in val_pairs)
     size = min(max(cfg.crop, 128), smallest) // 8 * 8
-    a, b = random_crops(
+    a, b, _ = random_crops(
         val_pairs, count, size, rng, align=cfg.crop_align
-    )  # never zoomed: curves stay comparable
+    )  # never zoomed: curves comparable
     da = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(count)]
     db = [random_degradation(rng, cfg.max_noise, cfg.max_blur) for _ in range(count)]
     return (a, b, *observe_pair(a, b, da, db, gen, cfg))
@@ -161,7 +161,10 @@ def _single_images(cfg: TrainConfig, log: Callable[[str], None]) -> list[np.ndar
     if cfg.single_fraction <= 0:
         return []
     singles = load_singles([Path(folder) for folder in cfg.singles], cfg.crop, log)
-    log(f"{len(singles)} single images, {cfg.single_fraction:.0%} of the crops")
+    log(
+        f"{len(singles)} single images, {cfg.single_fraction:.0%} of the crops, "
+        f"fused-image terms x{cfg.single_fusion_weight:g}"
+    )
     return singles
 
 
@@ -240,7 +243,7 @@ def _train_step(
 ) -> dict[str, torch.Tensor]:
     """One optimizer step on a batch drawn for ``step``: crops, degradations, observations; returns the losses."""
     rng, gen = _step_rng(cfg.seed, step)
-    a, b = random_crops(
+    a, b, from_single = random_crops(
         train_pairs,
         cfg.batch,
         cfg.crop,
@@ -255,7 +258,10 @@ def _train_step(
     db = [random_degradation(rng, cfg.max_noise, cfg.max_blur, kind_p) for _ in range(cfg.batch)]
     oa, ob = observe_pair(a, b, da, db, gen, cfg)
     out = sample(model.net, oa, ob, model.sampler)
-    losses = fusion_loss(out, a, b, cfg.task, cfg)
+    fusion_weight = None
+    if cfg.single_fusion_weight != 1.0:
+        fusion_weight = torch.where(from_single, cfg.single_fusion_weight, 1.0)
+    losses = fusion_loss(out, a, b, cfg.task, cfg, fusion_weight)
     for group in opt.param_groups:
         group["lr"] = learning_rate(cfg, step) * group["lr_scale"]
     opt.zero_grad(set_to_none=True)
