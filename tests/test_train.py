@@ -83,6 +83,17 @@ def test_init_from_grows_a_checkpoint_without_changing_its_output_then_fine_tune
     assert load_checkpoint(tmp_path / "deep.safetensors").config.bottom_blocks == 2
     assert base.config.bottom_blocks == 0
 
+    # extra blocks at full resolution, before the head: the same function, at full width, and recorded
+    top = FusionModel(dataclasses.replace(base.config, top_blocks=2))
+    copied, new = initialise_from(top, base_path)
+    assert copied == len(base.state_dict()) and new == 2 * 6
+    assert [b.conv1.in_channels for b in top.net.top_blocks] == [base.config.base_channels] * 2
+    topped = Fuser(top.eval()).fuse(a, b, d, d)
+    assert np.array_equal(before.fused, topped.fused) and np.array_equal(before.a, topped.a)
+    save_checkpoint(top, tmp_path / "top.safetensors")
+    assert load_checkpoint(tmp_path / "top.safetensors").config.top_blocks == 2
+    assert base.config.top_blocks == 0
+
     # a smaller network or another task cannot take the checkpoint
     with pytest.raises(ValueError, match="does not fit"):
         initialise_from(FusionModel(dataclasses.replace(base.config, base_channels=2)), base_path)

@@ -92,6 +92,12 @@ def train(
         min=0,
         help="Extra residual blocks at the deepest U-Net level [default: 0, or as --init-from].",
     ),
+    top_blocks: Optional[int] = typer.Option(
+        None,
+        "--top-blocks",
+        min=0,
+        help="Extra residual blocks at full resolution, before the head [default: 0, or as --init-from].",
+    ),
     init_from: Optional[str] = typer.Option(
         None,
         "--init-from",
@@ -190,6 +196,7 @@ def train(
             levels=levels,
             blocks_per_level=blocks_per_level,
             bottom_blocks=bottom_blocks,
+            top_blocks=top_blocks,
             init_from=init_from,
             val_every=val_every,
             checkpoint_every=checkpoint_every,

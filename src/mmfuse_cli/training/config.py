@@ -64,6 +64,7 @@ class TrainConfig:
     levels: int | None = None
     blocks_per_level: int | None = None
     bottom_blocks: int | None = None  # extra residual blocks at the deepest level
+    top_blocks: int | None = None  # extra residual blocks at full resolution, before the head
     # checkpoint NAME or PATH to start from (fine-tune / grow); ignored on resume
     init_from: str | None = None
     # set by train(): the exact file init_from named (names can be re-pointed)
@@ -126,6 +127,7 @@ ARCHITECTURE_DEFAULTS = {
     "levels": 4,
     "blocks_per_level": 1,
     "bottom_blocks": 0,
+    "top_blocks": 0,
     "sampler_steps": 3,
 }
 
@@ -153,4 +155,5 @@ def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfi
         cfg.quantisation_aware,
         cfg.exact_final_fusion,
         cfg.bottom_blocks,
+        cfg.top_blocks,
     )

@@ -58,6 +58,7 @@ def stored_architecture(stored: dict, task: str) -> ModelConfig:
         bool(stored.get("quantisation_aware", False)),
         bool(stored.get("exact_final_fusion", False)),
         int(stored.get("bottom_blocks") or 0),
+        int(stored.get("top_blocks") or 0),
     )
 
 
@@ -97,7 +98,7 @@ def initialise_from(model: FusionModel, checkpoint: Path) -> tuple[int, int]:
     """Copy a trained checkpoint into ``model`` (same task, same or larger architecture), keeping its function.
 
     Every tensor whose name and shape match is copied. Residual blocks the checkpoint does not have (a model grown
-    with more ``blocks_per_level``) get a zero second convolution, so they start as the identity and the grown
+    with more ``blocks_per_level``, ``bottom_blocks`` or ``top_blocks``) get a zero second convolution, so they start as the identity and the grown
     model computes exactly what the checkpoint computes; training then gives them something to do. A checkpoint
     that is not quantisation-aware can start one that is: the new conditioning inputs get zero weights and the
     new damping terms start at zero, so again nothing changes until training.
