@@ -44,8 +44,8 @@ class ModelConfig:
             each costs about as much compute as a block at any other level; checkpoints older than this field
             have none.
         top_blocks: extra residual blocks at full resolution, after the last up-sampling level's blocks and
-            before the head: capacity where fine texture and noise are told apart (each adds about 5 % to a
-            4-level network's compute); checkpoints older than this field have none.
+            before the head: capacity where fine texture and noise are told apart (two add 13 % to a 4-level,
+            16-channel network's time per call at 640 x 480 in torch); checkpoints older than this field have none.
     """
 
     base_channels: int = 16

@@ -146,14 +146,23 @@ def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfi
         cfg.quantisation_aware = True
     if cfg.exact_final_fusion is None:
         cfg.exact_final_fusion = known.exact_final_fusion if known else False
-    return ModelConfig(
-        cfg.base_channels,
-        cfg.levels,
-        cfg.blocks_per_level,
-        cfg.sampler_steps,
+    return architecture_config(
+        {name: getattr(cfg, name) for name in ARCHITECTURE_DEFAULTS},
         cfg.task,
         cfg.quantisation_aware,
         cfg.exact_final_fusion,
-        cfg.bottom_blocks,
-        cfg.top_blocks,
+    )
+
+
+def architecture_config(
+    values: dict, task: str, quantisation_aware: bool, exact_final_fusion: bool
+) -> ModelConfig:
+    """The :class:`ModelConfig` of architecture ``values`` named as in :data:`ARCHITECTURE_DEFAULTS` (a
+    TrainConfig's fields); a name missing or ``None`` takes its default (runs from before the field existed)."""
+    arch = {}
+    for name, default in ARCHITECTURE_DEFAULTS.items():
+        value = values.get(name)
+        arch["steps" if name == "sampler_steps" else name] = int(default if value is None else value)
+    return ModelConfig(
+        **arch, task=task, quantisation_aware=quantisation_aware, exact_final_fusion=exact_final_fusion
     )

@@ -15,7 +15,7 @@ from safetensors.torch import save as save_bytes
 from mmfuse_cli.files import atomic_write_bytes
 from mmfuse_cli.model.checkpoint import load_checkpoint
 from mmfuse_cli.model.network import FiLMResBlock, FusionModel, ModelConfig
-from mmfuse_cli.training.config import TrainConfig
+from mmfuse_cli.training.config import TrainConfig, architecture_config
 
 
 def save_state(
@@ -49,16 +49,11 @@ def stored_config(path: Path) -> dict:
 def stored_architecture(stored: dict, task: str) -> ModelConfig:
     """The model architecture recorded in a run's stored TrainConfig (runs from before quantisation awareness
     are not quantisation-aware)."""
-    return ModelConfig(
-        stored["base_channels"],
-        stored["levels"],
-        stored["blocks_per_level"],
-        stored["sampler_steps"],
+    return architecture_config(
+        stored,
         task,
         bool(stored.get("quantisation_aware", False)),
         bool(stored.get("exact_final_fusion", False)),
-        int(stored.get("bottom_blocks") or 0),
-        int(stored.get("top_blocks") or 0),
     )
 
 
@@ -98,8 +93,8 @@ def initialise_from(model: FusionModel, checkpoint: Path) -> tuple[int, int]:
     """Copy a trained checkpoint into ``model`` (same task, same or larger architecture), keeping its function.
 
     Every tensor whose name and shape match is copied. Residual blocks the checkpoint does not have (a model grown
-    with more ``blocks_per_level``, ``bottom_blocks`` or ``top_blocks``) get a zero second convolution, so they start as the identity and the grown
-    model computes exactly what the checkpoint computes; training then gives them something to do. A checkpoint
+    with more ``blocks_per_level``, ``bottom_blocks`` or ``top_blocks``) get a zero second convolution, so they
+    start as the identity and the grown model computes exactly what the checkpoint computes; training then gives them something to do. A checkpoint
     that is not quantisation-aware can start one that is: the new conditioning inputs get zero weights and the
     new damping terms start at zero, so again nothing changes until training.
 
