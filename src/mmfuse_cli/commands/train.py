@@ -98,6 +98,22 @@ def train(
         min=0,
         help="Extra residual blocks at full resolution, before the head [default: 0, or as --init-from].",
     ),
+    unshuffle: Optional[int] = typer.Option(
+        None,
+        "--unshuffle",
+        min=1,
+        max=2,
+        help="Working resolution = input / N: 2 pixel-unshuffles the input, the v2 front end [default: 1].",
+    ),
+    max_channels: Optional[int] = typer.Option(
+        None, "--max-channels", min=0, help="Channels stop doubling at this width (0: no cap) [default: 0]."
+    ),
+    portable_state: Optional[Path] = typer.Option(
+        None,
+        "--portable-state",
+        help="Also keep the latest state (16-bit moments) and log in DIR, and resume from there when the run "
+        "folder has none: a run that outlasts one machine (docs/TRAINING.md).",
+    ),
     init_from: Optional[str] = typer.Option(
         None,
         "--init-from",
@@ -197,6 +213,9 @@ def train(
             blocks_per_level=blocks_per_level,
             bottom_blocks=bottom_blocks,
             top_blocks=top_blocks,
+            unshuffle=unshuffle,
+            max_channels=max_channels,
+            portable_dir=str(portable_state) if portable_state else None,
             init_from=init_from,
             val_every=val_every,
             checkpoint_every=checkpoint_every,

@@ -43,9 +43,14 @@ class ModelConfig:
         bottom_blocks: extra residual blocks at the deepest (coarsest) level, after its ``blocks_per_level``;
             each costs about as much compute as a block at any other level; checkpoints older than this field
             have none.
-        top_blocks: extra residual blocks at full resolution, after the last up-sampling level's blocks and
-            before the head: capacity where fine texture and noise are told apart (two add 13 % to a 4-level,
-            16-channel network's time per call at 640 x 480 in torch); checkpoints older than this field have none.
+        top_blocks: extra residual blocks at the working resolution, after the last up-sampling level's blocks
+            and before the head; checkpoints older than this field have none.
+        unshuffle: the working resolution is the input's divided by this factor (1 or 2): the input is
+            pixel-unshuffled (``5 x unshuffle^2`` channels) before the stem and the head's output pixel-shuffled
+            back, so a wide network (v2: 64 channels) costs what a 4x narrower one costs at full resolution
+            (FFDNet's front end). 1 is the v1 architecture; checkpoints older than this field have 1.
+        max_channels: channels stop doubling at this width (0: no cap), so the coarse levels of a wide network do
+            not hold most of its parameters; checkpoints older than this field have no cap.
     """
 
     base_channels: int = 16
@@ -57,6 +62,8 @@ class ModelConfig:
     exact_final_fusion: bool = False
     bottom_blocks: int = 0
     top_blocks: int = 0
+    unshuffle: int = 1
+    max_channels: int = 0
 
     @property
     def cond_dim(self) -> int:
@@ -99,10 +106,13 @@ class FusionUNet(nn.Module):
         super().__init__()
         self.config = config
         c, levels = config.base_channels, config.levels
-        chans = [c * 2**i for i in range(levels)]
-        self.size_multiple = 2 ** (levels - 1)
+        chans = [min(c * 2**i, config.max_channels or c * 2**i) for i in range(levels)]
+        factor = config.unshuffle
+        if factor not in (1, 2):
+            raise ValueError(f"unshuffle must be 1 or 2, got {factor}")
+        self.size_multiple = factor * 2 ** (levels - 1)
         self.cond_mlp = nn.Sequential(nn.Linear(config.cond_dim, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU())
-        self.stem = nn.Conv2d(5, chans[0], 3, padding=1)
+        self.stem = nn.Conv2d(5 * factor**2, chans[0], 3, padding=1)
         self.down_blocks = nn.ModuleList()
         self.downsamplers = nn.ModuleList()
         for i, ch in enumerate(chans):
@@ -120,7 +130,7 @@ class FusionUNet(nn.Module):
                 nn.ModuleList(FiLMResBlock(chans[i], 32) for _ in range(config.blocks_per_level))
             )
         self.top_blocks = nn.ModuleList(FiLMResBlock(chans[0], 32) for _ in range(config.top_blocks))
-        self.head = nn.Conv2d(chans[0], 4, 3, padding=1)
+        self.head = nn.Conv2d(chans[0], 4 * factor**2, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -150,7 +160,11 @@ class FusionUNet(nn.Module):
         """The network on plain tensors (what an exported graph takes): ``z`` ``(N, 3, H, W)``, ``pinv1``,
         ``pinv2`` ``(N, 1, H, W)``, ``cond`` ``(N, cond_dim)`` from :meth:`condition`; returns ``e``, ``m``."""
         cond = self.cond_mlp(cond)
-        h = self.stem(torch.cat([z, pinv1.to(z.dtype), pinv2.to(z.dtype)], dim=1))
+        factor = self.config.unshuffle
+        h = torch.cat([z, pinv1.to(z.dtype), pinv2.to(z.dtype)], dim=1)
+        if factor > 1:
+            h = F.pixel_unshuffle(h, factor)
+        h = self.stem(h)
         skips = []
         for i, blocks in enumerate(self.down_blocks):
             for block in blocks:
@@ -166,6 +180,8 @@ class FusionUNet(nn.Module):
         for block in self.top_blocks:
             h = block(h, cond)
         out = self.head(F.silu(h))
+        if factor > 1:
+            out = F.pixel_shuffle(out, factor)
         return out[:, :3], torch.sigmoid(out[:, 3:4])
 
 

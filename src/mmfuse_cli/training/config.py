@@ -43,6 +43,9 @@ class TrainConfig:
     # [[a_dir, b_dir], ...] instead of data's task splits
     folders: list[list[str]] = field(default_factory=list)
     out_dir: str = "runs/ivif"
+    # a folder (inside the repository) that keeps a compact copy of the run's latest state and its log, so that a
+    # fresh checkout resumes the run (see loop.train); None = out_dir only
+    portable_dir: str | None = None
     steps: int = 4000
     batch: int = 8
     crop: int = 96
@@ -64,7 +67,9 @@ class TrainConfig:
     levels: int | None = None
     blocks_per_level: int | None = None
     bottom_blocks: int | None = None  # extra residual blocks at the deepest level
-    top_blocks: int | None = None  # extra residual blocks at full resolution, before the head
+    top_blocks: int | None = None  # extra residual blocks at the working resolution, before the head
+    unshuffle: int | None = None  # working resolution = input / unshuffle (1: v1, 2: v2's front end)
+    max_channels: int | None = None  # channels stop doubling at this width (0: no cap)
     # checkpoint NAME or PATH to start from (fine-tune / grow); ignored on resume
     init_from: str | None = None
     # set by train(): the exact file init_from named (names can be re-pointed)
@@ -128,6 +133,8 @@ ARCHITECTURE_DEFAULTS = {
     "blocks_per_level": 1,
     "bottom_blocks": 0,
     "top_blocks": 0,
+    "unshuffle": 1,
+    "max_channels": 0,
     "sampler_steps": 3,
 }
 

@@ -7,6 +7,7 @@ deterministic on CPU for a seed and resumes bit-exactly from its state file.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from mmfuse_cli.degradation.draws import kind_probabilities, random_degradation
+from mmfuse_cli.files import atomic_write_bytes
 from mmfuse_cli.model.checkpoint import read_checkpoint_metadata, save_checkpoint
 from mmfuse_cli.model.network import FusionModel, ModelConfig
 from mmfuse_cli.sampling.sampler import sample
@@ -31,6 +33,7 @@ from mmfuse_cli.training.data import (
 )
 from mmfuse_cli.training.losses import fusion_loss, psnr
 from mmfuse_cli.training.state import (
+    MOMENT_DTYPE,
     initialise_from,
     load_state,
     save_state,
@@ -101,6 +104,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     train_pairs, val_pairs = _training_set(folders, cfg, log)
     singles = _single_images(cfg, log)
     state_path, log_path = out_dir / "state.safetensors", out_dir / "log.jsonl"
+    portable = Path(cfg.portable_dir) if cfg.portable_dir else None
+    if portable is not None and not state_path.exists() and (portable / "state.safetensors").exists():
+        state_path = portable / "state.safetensors"  # a fresh checkout: resume from the kept state
+        shutil.copyfile(portable / "log.jsonl", log_path)
+        log(f"resuming from the portable state in {portable}")
     resuming = state_path.exists()
     known, source = _starting_point(cfg, state_path, resuming)
     model = FusionModel(fill_architecture(cfg, known))
@@ -118,7 +126,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
     running: dict[str, float] = {}
     while step < cfg.steps:
         if cfg.pause_at is not None and step >= cfg.pause_at:
-            save_state(state_path, model, opt, step, cfg)
+            save_state(out_dir / "state.safetensors", model, opt, step, cfg)
             log(f"paused at step {step}")
             return model
         if cfg.max_minutes is not None and (time.time() - started) / 60 > cfg.max_minutes:
@@ -135,7 +143,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> FusionModel:
             if step % cfg.val_every == 0 or step == cfg.steps:
                 record.update({k: round(v, 3) for k, v in validate(model, val, cfg).items()})
             _append_record(log_path, record)
+            state_path = out_dir / "state.safetensors"
             save_state(state_path, model, opt, step, cfg)
+            if portable is not None:
+                _save_portable(portable, model, opt, step, cfg, log_path)
             log(json.dumps(record))
     export_path = out_dir / "model.safetensors"
     _export(model, export_path, log_path, cfg, folders, len(train_pairs), step, elapsed_before, started)
@@ -297,6 +308,15 @@ def _export(
             "wall_seconds": round(elapsed_before + time.time() - started, 1),
         },
     )
+
+
+def _save_portable(
+    folder: Path, model: FusionModel, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, log_path: Path
+) -> None:
+    """The run's compact state (16-bit moments) and its log in ``folder``: what a fresh checkout resumes from."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_state(folder / "state.safetensors", model, opt, step, cfg, moment_dtype=MOMENT_DTYPE)
+    atomic_write_bytes(folder / "log.jsonl", log_path.read_bytes())
 
 
 # --- log.jsonl ------------------------------------------------------------------------------------------------
