@@ -17,7 +17,8 @@ from mmfuse_cli.io import quantize, read_image, to_gray
 from mmfuse_cli.pairing import pair_folders
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-"""The data root beside the project (``../shared/data``), the default of every benchmark's ``--data``."""
+"""The data root beside the project (``../shared/data``), the default of every benchmark's ``--data``; laid out
+as described in docs/TRAINING.md, "Data layout"."""
 
 SPLITS: dict[str, tuple[str, str, str]] = {
     # name: (task, a folder, b folder) relative to the data root
@@ -27,7 +28,7 @@ SPLITS: dict[str, tuple[str, str, str]] = {
     "mri_ct": ("mif", "harvard/mri_ct/test/ct", "harvard/mri_ct/test/mri"),
     "mri_pet": ("mif", "harvard/mri_pet/test/pet", "harvard/mri_pet/test/mri"),
     "mri_spect": ("mif", "harvard/mri_spect/test/spect", "harvard/mri_spect/test/mri"),
-    # scans of the CDDFuse test set that are not in the Harvard atlas (shared/data/README.md): no model trained
+    # scans of the CDDFuse test set that are not in the Harvard atlas: no model trained
     # on them, the held-out medical splits of issue 26
     "cddfuse_pet": ("mif", "cddfuse_med/mri_pet/test/pet", "cddfuse_med/mri_pet/test/mri"),
     "cddfuse_spect": ("mif", "cddfuse_med/mri_spect/test/spect", "cddfuse_med/mri_spect/test/mri"),
@@ -44,7 +45,8 @@ HELD_OUT_SPLITS = ("cddfuse_pet", "cddfuse_spect")
 """Splits added for issue 26; benchmarks that predate them (estimation) keep to the others."""
 
 # Sources stored enlarged by pixel replication (the Harvard atlas's PET and SPECT: 128 x 128 scans at 256 x 256;
-# bench/replication_grid.py measures it): (grid of a, grid of b). With --declared-grid mmfuse is told them.
+# docs/BENCHMARKS.md, "Pixel-replicated sources"): (grid of a, grid of b). With --declared-grid mmfuse is told
+# them.
 KNOWN_GRIDS: dict[str, tuple[int, int]] = {"mri_pet": (2, 1), "mri_spect": (2, 1)}
 
 

@@ -10,7 +10,7 @@
 (b) end to end: bench/quality.py's scenarios on --pairs pairs per split, mmfuse told the truth vs blind (nothing
     told: the resolver estimates) vs assume-clean; Qabf / VIF against the clean sources and the restored sources'
     PSNR (dB).
-(c) real degraded pairs (shared/data/drmf_ivif/val, drmf_mif/val, clean references exist): blind vs assume-clean.
+(c) real degraded pairs (drmf_ivif/val, drmf_mif/val of the data root; clean references exist): blind vs assume-clean.
 (calibrate, only when asked: ``--parts calibrate``) the blur estimator's ``BLUR_CALIBRATION`` table, refitted from
     clean TRAINING images (3 per folder of CALIBRATION_FOLDERS): prints the table to paste into
     ``mmfuse_cli/degradation/estimate.py``.

@@ -6,8 +6,8 @@ Usage::
 
 Without paths it uses MSRS 00004N from ``../shared/data`` (640 x 480, visible RGB -> luminance) when present,
 else a synthetic 640 x 480 pair. The fused image is the average of the two sources. Also prints the values and,
-when ``tno/test/{ir,vi}/01.png`` is present, checks the cdd convention against the fixture of
-``metrics-spec.md`` section 8.
+when ``tno/test/{ir,vi}/01.png`` is present, checks the cdd convention against reference values of
+CDDFuse's ``Evaluator.py`` (see docs/METRICS.md).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mmfuse_cli.io import read_image, to_gray
 from mmfuse_cli.metrics import DEFAULT, REGISTRY, compute_metrics, quantize8
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FIXTURE = {  # metrics-spec.md section 8 (CDD Evaluator on TNO 01, F = avg + 3 N(0,1), seed 0)
+FIXTURE = {  # CDDFuse's Evaluator.py on TNO 01, F = avg + 3 N(0,1), seed 0 (docs/METRICS.md, CDD convention)
     "EN": 6.465254,
     "SD": 23.505751,
     "SF": 8.955848,

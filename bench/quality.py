@@ -1,4 +1,4 @@
-"""Quality benchmark: mmfuse against the alternatives a practitioner would use, on the test splits of shared/data.
+"""Quality benchmark: mmfuse against the alternatives a practitioner would use, on the test splits of the data root.
 
     python bench/quality.py --data ../shared/data                      # all splits, 12 pairs each
     python bench/quality.py --data ../shared/data --splits msrs --limit 4 --methods mmfuse,baseline
@@ -6,7 +6,7 @@
 
 For each split and scenario the clean test pairs are degraded exactly as ``mmfuse degrade`` does (same code,
 per-file seeds, 8-bit quantisation of the degraded files), every method restores/fuses, and the fused image is
-scored against the CLEAN sources (our recommended protocol on synthetic degradations; see metrics-spec.md).
+scored against the CLEAN sources (our recommended protocol on synthetic degradations; see docs/METRICS.md).
 
 Scenarios (a = IR / functional, b = visible / MRI):
     clean:      no degradation
@@ -15,8 +15,9 @@ Scenarios (a = IR / functional, b = visible / MRI):
     composite:  a: blur 1.5 + scale 2 + noise 0.05;  b: blur 1.5 + noise 0.05
 
 Methods: mmfuse (shipped checkpoint of the task), baseline = average of the pseudo-inverses A1+ y1, A2+ y2
-(DESIGN.md), and from bench/alternatives.py: max-abs, Laplacian pyramid and GFF on the pseudo-inverses, and the
-classical cascade (known-sigma denoise -> bicubic -> Richardson-Lucy -> GFF). All methods see luminance only.
+(docs/BENCHMARKS.md, Methods), and from bench/alternatives.py: max-abs, Laplacian pyramid and GFF on the
+pseudo-inverses, and the classical cascade (known-sigma denoise -> bicubic -> Richardson-Lucy -> GFF). All methods
+see luminance only.
 
 Writes bench/results/quality-<date>.json and a Markdown report (tables with the best value in bold) to
 --report (default bench/results/quality-<date>.md), plus one figure per scenario with --figures.

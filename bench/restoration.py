@@ -3,7 +3,7 @@
     python bench/restoration.py --limit 12                     # BSD68, noise 15/255 and 25/255, IVIF model
     python bench/restoration.py --limit 0 --sigmas 15 --models drfusion-ivif-s,drfusion-mif-s
 
-Protocol (BSD68, ``shared/data/natural/test/gray``; neither shipped model trained on natural photographs):
+Protocol (BSD68, ``natural/test/gray`` of the data root; neither shipped model trained on natural photographs):
 
 * source a = the clean image plus white Gaussian noise of std sigma (float, no rounding: the setting of the
   published BSD68 figures, BM3D 31.07 / 28.57 dB and DnCNN 31.73 / 29.23 dB at 15 / 25 of 255);
@@ -38,7 +38,7 @@ PUBLISHED = {
     15: {"BM3D": 31.07, "DnCNN": 31.73, "DRUNet": 31.91},
     25: {"BM3D": 28.57, "DnCNN": 29.23, "DRUNet": 29.48},
 }
-"""Published BSD68 figures (dB), as quoted in shared/data/README.md (from the DnCNN README)."""
+"""Published BSD68 figures (dB), from the DnCNN README."""
 
 
 def noisy_copy(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:

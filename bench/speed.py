@@ -229,9 +229,10 @@ def compare_engines(checkpoint: Path, rounds: int, n: int, actors: int = 2) -> d
 
     import ray
 
+    from mmfuse_cli.batch.driver import drive
     from mmfuse_cli.batch.engines import EngineOptions
     from mmfuse_cli.batch.pipeline import run_pairs
-    from mmfuse_cli.batch.ray_engine import run_pairs_ray
+    from mmfuse_cli.batch.ray_engine import RayEngine
     from mmfuse_cli.batch.stages import RunOptions
     from mmfuse_cli.degradation.resolve import SourceRequest
     from mmfuse_cli.pairing import pair_folders
@@ -264,7 +265,9 @@ def compare_engines(checkpoint: Path, rounds: int, n: int, actors: int = 2) -> d
             local = timed(lambda cb, f=fuser, o=options["local"]: run_pairs(pairs, f, o, cb))
             engine = EngineOptions("ray", actors=actors, threads_per_actor=1)
             distributed = timed(
-                lambda cb, o=options["ray"], e=engine: run_pairs_ray(pairs, checkpoint, config, o, e, cb)
+                lambda cb, o=options["ray"], e=engine: drive(
+                    pairs, RayEngine(checkpoint, config, o, e), o, cb
+                )
             )
             rows.append({"local": local, "ray": distributed})
             print(

@@ -20,7 +20,8 @@ work = Path(sys.argv[1] if len(sys.argv) > 1 else "demo")
 
 # The default IVIF checkpoint ships inside the package (verified by sha256 before loading).
 model = load_checkpoint(resolve_checkpoint(None, task="ivif"))
-# steps=3, fp32 on CPU; FuseConfig(tile=512) for very large images, FuseConfig(flip_ensemble=True) for +0.1 dB
+# steps=3, fp32 on CPU; FuseConfig(tile=512) for very large images, FuseConfig(flip_ensemble=True) for a little
+# more quality at about 4x the time (docs/BENCHMARKS.md, "Flip self-ensemble")
 fuser = Fuser(model, FuseConfig(device="cpu"))
 
 ir = read_image(work / "degraded/ir/astronaut.png").pixels  # float32 [0, 1], 128x160 (x2 low-res)

@@ -28,7 +28,7 @@ find "$work/degraded/ir" -name '*.png' | sort | while read -r ir; do
   printf '%s\t%s\n' "$ir" "$work/degraded/vi/$(basename "$ir")"
 done > "$work/pairs.tsv"
 split -n l/2 -d "$work/pairs.tsv" "$work/shard_"
-ls "$work"/shard_* | xargs -P 2 -I{} sh -c 'mmfuse run --pairs {} -o "$1/fused_sharded" --skip-existing --quiet --report {}.csv' _ "$work"
+ls "$work"/shard_* | xargs -P 2 -I{} sh -c 'mmfuse run --pairs {} -o "$1/fused_sharded" --skip-existing --quiet --csv {}.csv' _ "$work"
 
 # 4. Evaluate as JSON Lines and keep only the mean row.
 mmfuse evaluate "$work/fused_sharded" --a "$work/clean/ir" --b "$work/clean/vi" -m Qabf,VIF --json | tail -n 1

@@ -11,15 +11,15 @@ from typer.testing import CliRunner
 
 from mmfuse_cli.cli import app
 from mmfuse_cli.degradation.spec import Degradation
-from mmfuse_cli.engine import backend as backend_module
 from mmfuse_cli.engine.backend import installed_backends, pick_backend
+from mmfuse_cli.engine.backends import BackendSpec
 from mmfuse_cli.engine.config import FuseConfig
-from mmfuse_cli.engine.export import cache_dir, file_sha256
+from mmfuse_cli.engine.export import cache_dir
 from mmfuse_cli.engine.fuser import Fuser
 from mmfuse_cli.io import to_gray
 from mmfuse_cli.model.checkpoint import load_checkpoint
 from mmfuse_cli.model.network import FusionModel, ModelConfig
-from mmfuse_cli.weights.resolve import resolve_checkpoint
+from mmfuse_cli.weights.resolve import resolve_checkpoint, sha256_file
 
 RUNTIMES = ["openvino", "onnxruntime"]
 TOL = 1 / 255
@@ -110,7 +110,7 @@ def test_a_corrupt_or_stale_export_cache_is_rebuilt(tiny, runtime, tmp_path, mon
         sidecar
     ) in sidecars:  # rebuilt: every file matches its new sidecar (an OpenVINO IR is not byte-stable)
         for name, digest in json.loads(sidecar.read_text())["files"].items():
-            assert file_sha256(folder / name) == digest
+            assert sha256_file(folder / name) == digest
     # a sidecar that is not JSON, and a missing file
     sidecars[0].write_text("{not json")
     blobs[-1].unlink()
@@ -137,13 +137,13 @@ def test_another_checkpoint_gets_its_own_export(tiny, tmp_path, monkeypatch):
 def test_auto_picks_the_fastest_installed_on_cpu_and_torch_on_cuda(monkeypatch):
     assert pick_backend("auto", torch.device("cuda")) == "torch"
     assert pick_backend("auto", torch.device("cpu")) == installed_backends()[0]
-    monkeypatch.setattr(backend_module, "runtime_version", lambda name: None)
+    monkeypatch.setattr(BackendSpec, "version", lambda self: None)
     assert installed_backends() == ["torch"]
     assert pick_backend("auto", torch.device("cpu")) == "torch"
 
 
 def test_a_runtime_that_is_not_installed_is_one_line_and_exit_2(tmp_path, monkeypatch):
-    monkeypatch.setattr(backend_module, "runtime_version", lambda name: None)
+    monkeypatch.setattr(BackendSpec, "version", lambda self: None)
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()

@@ -146,12 +146,15 @@ def test_skip_existing_exit_codes_and_option_errors(cluster, checkpoint, tmp_pat
     out = tmp_path / "out"
     args = [a, b, "-o", out, "--model", checkpoint, "--engine", "ray", *NOISE]
     assert _cli(*args).exit_code == 0
+    before = {r["item"]: r for r in _rows(out / "run.csv", out)}
     first = (out / "001.png").read_bytes()
     (out / "001.png").unlink()
     again = _cli(*args, "--skip-existing")
     assert again.exit_code == 0, again.output
-    statuses = {r["item"]: r["status"] for r in _rows(out / "run.csv", out)}
-    assert statuses == {"000": "skipped", "001": "ok", "002": "skipped"}
+    after = {r["item"]: r for r in _rows(out / "run.csv", out)}
+    # the skipped pairs keep their rows of the first run, metrics and provenance included
+    assert {k: r["status"] for k, r in after.items()} == {"000": "ok", "001": "ok", "002": "ok"}
+    assert after["000"] == before["000"] and after["002"] == before["002"]
     assert (out / "001.png").read_bytes() == first
 
     bad = _cli(a, b, "-o", out, "--model", checkpoint, "--engine", "ray", "--actors", "0")
@@ -190,7 +193,8 @@ def test_pool_size_follows_gpus_then_cpus():
 def test_an_actor_killed_mid_run_is_retried_and_the_outputs_are_identical(
     cluster, checkpoint, long_run, tmp_path
 ):
-    from mmfuse_cli.batch.ray_engine import run_pairs_ray
+    from mmfuse_cli.batch.driver import drive
+    from mmfuse_cli.batch.ray_engine import RayEngine
 
     a, b, reference = long_run
     n = len(_files(reference))
@@ -200,8 +204,10 @@ def test_an_actor_killed_mid_run_is_retried_and_the_outputs_are_identical(
     results: list = []
     job = threading.Thread(
         target=lambda: results.extend(
-            run_pairs_ray(
-                pair_folders(a, b).pairs, checkpoint, FuseConfig(), options, EngineOptions("ray", actors=2)
+            drive(
+                pair_folders(a, b).pairs,
+                RayEngine(checkpoint, FuseConfig(), options, EngineOptions("ray", actors=2)),
+                options,
             )
         )
     )

@@ -21,8 +21,8 @@ from conftest import astronaut, camera
 from typer.testing import CliRunner
 
 from mmfuse_cli.cli import app
-from mmfuse_cli.commands.report import DIRECTIONS
 from mmfuse_cli.io import write_image
+from mmfuse_cli.metrics import HIGHER_IS_BETTER as DIRECTIONS
 from mmfuse_cli.model.checkpoint import save_checkpoint
 from mmfuse_cli.model.network import FusionModel, ModelConfig
 from mmfuse_cli.report.build import build_report, file_url, locate, prepare_report

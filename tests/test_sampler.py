@@ -244,7 +244,9 @@ def test_exact_final_fusion_makes_the_fused_image_the_weighted_restored_sources(
     )
     weighted = exact.m * exact.x1 + (1 - exact.m) * exact.x2
     assert torch.allclose(exact.f, weighted, atol=1e-6)
-    assert (damped.f - weighted).abs().mean() > 1e-3  # as written in DESIGN.md the fused row stays damped
+    assert (
+        damped.f - weighted
+    ).abs().mean() > 1e-3  # in the original DRFusion sampler the fused row stays damped
 
 
 def test_a_known_pixel_grid_is_imposed_on_the_last_steps_result_only():

@@ -333,7 +333,7 @@ def test_mif_ssim_weight_scales_only_the_structure_term():
 def test_exact_final_fusion_follows_the_starting_checkpoint_unless_given():
     from mmfuse_cli.model.network import ModelConfig
 
-    # from scratch: DESIGN.md as written
+    # from scratch: the original DRFusion sampler
     assert fill_architecture(TrainConfig(), None).exact_final_fusion is False
     exact = ModelConfig(exact_final_fusion=True)
     assert fill_architecture(TrainConfig(), exact).exact_final_fusion is True  # fine-tuning keeps it

@@ -52,10 +52,11 @@ def _is_report_thumb(parts: tuple[str, ...]) -> bool:
     return any(parts[i : i + 2] == REPORT_THUMBS for i in range(len(parts) - 1))
 
 
-def list_images(folder: Path, recursive: bool = False) -> list[Path]:
-    """Image files in ``folder`` (sorted). Hidden files, mmfuse's own temporary files and a report's thumbnails
-    (``report/thumbs/``) are skipped."""
+def list_images(folder: Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
+    """Image files in ``folder`` (sorted). Hidden files, mmfuse's own temporary files, a report's thumbnails
+    (``report/thumbs/``) and anything under ``exclude`` (a run's output folder inside its input) are skipped."""
     folder = Path(folder)
+    skip = Path(exclude).resolve() if exclude is not None else None
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder}: not a directory")
     pattern = "**/*" if recursive else "*"
@@ -66,14 +67,17 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
         and is_image_file(p)
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         and not _is_report_thumb(p.relative_to(folder).parts)
+        and not (skip is not None and p.resolve().is_relative_to(skip))
     ]
     return sorted(found)
 
 
-def index_by_key(folder: Path, recursive: bool = False) -> tuple[dict[str, Path], dict[str, list[Path]]]:
-    """Map pair key -> file, plus the keys that more than one file claims."""
+def index_by_key(
+    folder: Path, recursive: bool = False, exclude: Path | None = None
+) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+    """Map pair key -> file, plus the keys that more than one file claims (``exclude``: see :func:`list_images`)."""
     seen: dict[str, list[Path]] = {}
-    for path in list_images(folder, recursive):
+    for path in list_images(folder, recursive, exclude):
         key = path.relative_to(folder).with_suffix("").as_posix()
         seen.setdefault(key, []).append(path)
     unique = {k: v[0] for k, v in seen.items() if len(v) == 1}
@@ -81,14 +85,14 @@ def index_by_key(folder: Path, recursive: bool = False) -> tuple[dict[str, Path]
     return unique, dupes
 
 
-def pair_folders(a_dir: Path, b_dir: Path, recursive: bool = False) -> Pairing:
-    """Match the images of two folders by key (relative path without extension).
+def pair_folders(a_dir: Path, b_dir: Path, recursive: bool = False, exclude: Path | None = None) -> Pairing:
+    """Match the images of two folders by key (relative path without extension); nothing under ``exclude``.
 
     Raises:
         NotADirectoryError: either folder is missing.
     """
-    a_index, a_dupes = index_by_key(Path(a_dir), recursive)
-    b_index, b_dupes = index_by_key(Path(b_dir), recursive)
+    a_index, a_dupes = index_by_key(Path(a_dir), recursive, exclude)
+    b_index, b_dupes = index_by_key(Path(b_dir), recursive, exclude)
     result = Pairing()
     for key, paths in {**a_dupes, **b_dupes}.items():
         result.ambiguous[key] = sorted(set(paths + a_dupes.get(key, []) + b_dupes.get(key, [])))
@@ -108,13 +112,14 @@ def pair_folders(a_dir: Path, b_dir: Path, recursive: bool = False) -> Pairing:
 def parse_pair_lines(lines, base: Path | None = None) -> list[Pair]:
     """Pairs from ``a_path<TAB>b_path`` lines (e.g. stdin). Blank lines and ``#`` comments are skipped.
 
-    The key is the stem of the first path (made unique with a numeric suffix if repeated).
+    The key is the stem of the first path. A stem seen before gets the first numeric suffix (``x_1``, ``x_2``...)
+    that is neither another line's own stem nor an earlier key, so keys (and the output names made from them)
+    are unique by construction, and a real ``x_1`` keeps its name.
 
     Raises:
         ValueError: a line without exactly two tab-separated fields (message gives the line number).
     """
-    pairs: list[Pair] = []
-    used: dict[str, int] = {}
+    paths: list[tuple[Path, Path]] = []
     for number, line in enumerate(lines, start=1):
         line = line.rstrip("\n").rstrip("\r")
         if not line.strip() or line.lstrip().startswith("#"):
@@ -123,13 +128,15 @@ def parse_pair_lines(lines, base: Path | None = None) -> list[Pair]:
         if len(fields) != 2:
             raise ValueError(f"pair list line {number}: expected 'a_path<TAB>b_path', got {line!r}")
         a, b = (Path(f.strip()) for f in fields)
-        if base is not None:
-            a, b = base / a, base / b
-        key = a.stem
-        if key in used:
-            used[key] += 1
-            key = f"{key}_{used[key]}"
-        else:
-            used[key] = 0
+        paths.append((base / a, base / b) if base is not None else (a, b))
+    stems = {a.stem for a, _ in paths}
+    taken: set[str] = set()
+    pairs: list[Pair] = []
+    for a, b in paths:
+        key, suffix = a.stem, 0
+        while key in taken or (suffix and key in stems):
+            suffix += 1
+            key = f"{a.stem}_{suffix}"
+        taken.add(key)
         pairs.append(Pair(key, a, b))
     return pairs

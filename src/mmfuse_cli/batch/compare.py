@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mmfuse_cli.batch.evaluate import EvalItem, EvalJob, mean_row, result_row
-from mmfuse_cli.report.rows import ItemResult
 from mmfuse_cli.report.summary import stat
+from mmfuse_cli.results.rows import ItemResult
 
 
 def method_names(folders: Sequence[Path]) -> list[str]:

@@ -17,7 +17,7 @@ from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.degradation.synth import degrade_array, file_seed
 from mmfuse_cli.io import ImageError, read_image, write_image
 from mmfuse_cli.pairing import list_images
-from mmfuse_cli.report.rows import ItemResult
+from mmfuse_cli.results.rows import ItemResult
 
 
 @dataclass

@@ -1,18 +1,33 @@
-"""Which engine runs a batch (``local`` threads, or ``ray`` actors on a Ray cluster) and how: validated once.
+"""Which engine runs a batch (``local`` threads, or ``ray`` actors on a Ray cluster) and how: validated once,
+and the registry of engines (:data:`ENGINES`) behind the one driver, :func:`mmfuse_cli.batch.driver.drive`.
 
+An engine only fuses the pairs it is handed (:class:`Engine`); the driver does the bookkeeping every engine
+shares (output folder, stale temporary files, skip-existing, "not processed" after a fatal error, input order).
 No Ray import here: the local path never loads Ray (:mod:`mmfuse_cli.batch.ray_engine` imports it inside its
-functions, and the command imports that module only for ``engine="ray"``).
+functions, and is imported only for ``engine="ray"``).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from mmfuse_cli.errors import InvalidValueError
+from mmfuse_cli.pairing import Pair
+from mmfuse_cli.results.rows import ItemResult
 
-ENGINES = ("local", "ray")
+if TYPE_CHECKING:
+    from mmfuse_cli.batch.stages import RunOptions
+    from mmfuse_cli.degradation.resolve import DegradationResolver
+    from mmfuse_cli.engine.config import FuseConfig
+    from mmfuse_cli.model.network import FusionModel
+
 MAX_GPUS_PER_ACTOR = 8.0
+RAY_MISSING = "--engine ray needs Ray: pip install 'mmfuse[ray]'"
 
 
 class EngineError(RuntimeError):
@@ -63,4 +78,82 @@ def ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("pyarrow") is not None
 
 
-__all__ = ["ENGINES", "EngineError", "EngineOptions", "ray_available"]
+Emit = Callable[[ItemResult], None]
+
+
+class Engine(Protocol):
+    """Fuses the pairs the driver hands it: :meth:`process` emits one result per pair, in any order, and returns
+    the reason of a fatal failure (one that every later pair would hit too: a full disk), else ``None``."""
+
+    def process(self, todo: list[Pair], emit: Emit) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What an engine is built from: the verified checkpoint file and its loaded model, how the model runs, the
+    run's options and resolver, the engine's options, and where warnings go."""
+
+    checkpoint: Path
+    model: FusionModel
+    fuse: FuseConfig
+    options: RunOptions
+    engine: EngineOptions
+    resolver: DegradationResolver
+    on_warning: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine of the registry: its implementation (``module:Class``, imported only when the engine is used,
+    so the local path never loads Ray) and, for an optional one, how to tell it is installed."""
+
+    name: str
+    implementation: str
+    available: Callable[[], bool] = lambda: True
+    missing: str = ""
+
+    def build(self, context: EngineContext) -> Engine:
+        """The engine for ``context`` (its class's ``from_context``).
+
+        Raises:
+            EngineError: it cannot run here (``missing`` says what to install).
+        """
+        if not self.available():
+            raise EngineError(self.missing)
+        module, _, name = self.implementation.partition(":")
+        return getattr(importlib.import_module(module), name).from_context(context)
+
+
+ENGINES: dict[str, EngineSpec] = {
+    spec.name: spec
+    for spec in (
+        EngineSpec("local", "mmfuse_cli.batch.pipeline:LocalEngine"),
+        EngineSpec(
+            "ray", "mmfuse_cli.batch.ray_engine:RayEngine", lambda: ray_available(), RAY_MISSING
+        ),  # late-bound
+    )
+}
+"""The engines. ``local``: this process, reader / writer threads; ``ray``: a Ray Data actor pool."""
+
+
+def make_engine(context: EngineContext) -> Engine:
+    """The engine ``context.engine.engine`` names.
+
+    Raises:
+        EngineError: it cannot run here (Ray not installed).
+    """
+    return ENGINES[context.engine.engine].build(context)
+
+
+__all__ = [
+    "ENGINES",
+    "RAY_MISSING",
+    "Emit",
+    "Engine",
+    "EngineContext",
+    "EngineError",
+    "EngineSpec",
+    "EngineOptions",
+    "make_engine",
+    "ray_available",
+]

@@ -18,11 +18,10 @@ from mmfuse_cli.degradation.estimate import estimate_parameter, infer_scales
 from mmfuse_cli.degradation.grid import detect_grid
 from mmfuse_cli.degradation.sidecar import Sidecar, write_sidecar
 from mmfuse_cli.degradation.spec import Degradation
-from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.io import ImageError, read_image
 from mmfuse_cli.pairing import list_images, pair_folders
-from mmfuse_cli.report.rows import ItemResult
-from mmfuse_cli.tasks import TASKS
+from mmfuse_cli.results.rows import ItemResult
+from mmfuse_cli.tasks import DEFAULT_TASK, Task, check_task
 
 
 @dataclass(frozen=True)
@@ -37,14 +36,13 @@ class EstimateJob:
     a_dir: Path
     b_dir: Path | None = None
     recursive: bool = False
-    task: str = "ivif"
+    task: Task = DEFAULT_TASK
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise InvalidValueError("task", f"must be one of {', '.join(TASKS)}, got {self.task!r}")
+        check_task(self.task)  # validation only: the dataclass is frozen, and the value is already the task
 
 
-def estimate_image(path: Path, scale: int = 1, side: str = "", task: str = "ivif") -> ItemResult:
+def estimate_image(path: Path, scale: int = 1, side: str = "", task: Task = DEFAULT_TASK) -> ItemResult:
     """One image's estimates (the same as ``mmfuse run``'s) as a result row: ``noise``, ``noise_spread``, ``blur``,
     ``blur_spread``, ``scale``, ``grid`` (the pixel grid it is visibly stored on), ``width``, ``height``, ``bits`` (prefixed ``a_`` / ``b_`` when ``side`` is given); never raises."""
     start = time.perf_counter()
@@ -92,7 +90,7 @@ def iter_estimates(job: EstimateJob) -> Iterator[ItemResult]:
         yield _estimate_pair(pair.key, pair.a, pair.b, job.task)
 
 
-def _estimate_pair(key: str, path_a: Path, path_b: Path, task: str) -> ItemResult:
+def _estimate_pair(key: str, path_a: Path, path_b: Path, task: Task) -> ItemResult:
     start = time.perf_counter()
     try:
         shape_a, shape_b = read_image(path_a).pixels.shape, read_image(path_b).pixels.shape

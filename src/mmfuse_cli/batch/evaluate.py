@@ -15,17 +15,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.io import ImageError, read_image, to_gray
 from mmfuse_cli.metrics import CLEAN, CONVENTIONS, DEFAULT, compute_metrics
+from mmfuse_cli.metrics.registry import Against
 from mmfuse_cli.pairing import index_by_key
-from mmfuse_cli.report.rows import ItemResult
-
-ROLES = ("fused", "a", "b", "a_clean", "b_clean")
+from mmfuse_cli.results.rows import ItemResult
 
 
 @dataclass
@@ -157,7 +156,7 @@ def evaluate_item(item: EvalItem, job: EvalJob) -> ItemResult:
             a_clean=images.get("a_clean"),
             b_clean=images.get("b_clean"),
             convention=job.convention,
-            against=job.against,
+            against=cast(Against, job.against),  # checked in EvalJob.__post_init__
         )
     except ValueError as exc:
         return ItemResult(item.key, "failed", f"{item.files['fused']}: {exc}", time.perf_counter() - start)

@@ -1,11 +1,11 @@
 """The Ray engine behind ``mmfuse run --engine ray``: the local engine's stages in a Ray Data actor pool.
 
-The driver (this process) pairs the folders, decides ``skip_existing`` and hands the remaining pairs (paths
+The driver (this process, :func:`mmfuse_cli.batch.driver.drive`) decides ``skip_existing`` and hands the remaining pairs (paths
 only: inputs and outputs live on a filesystem every node sees) to ``Dataset.map_batches`` with a callable class,
 :class:`FuseWorker`: one actor per model copy, each loading the checkpoint once and running
-:func:`~mmfuse_cli.batch.pipeline.process_pairs` (the same ``load_pair`` / ``fuse_group`` / ``write_pair`` and
+:func:`~mmfuse_cli.batch.stages.run_stages` (the same ``load_pair`` / ``fuse_group`` / ``write_pair`` and
 resolver as the local engine) on ``options.batch`` pairs at a time. Actors return one serialised
-:class:`~mmfuse_cli.report.rows.ItemResult` per pair; the driver streams them back (``iter_rows``).
+:class:`~mmfuse_cli.results.rows.ItemResult` per pair; the driver streams them back (``iter_rows``).
 
 Fault tolerance is Ray's: Ray Data creates pool actors with ``max_restarts=-1`` and ``max_task_retries=-1`` (its
 defaults, kept), so a killed actor is restarted and its unfinished batch is run again; outputs are written atomically and the model is
@@ -19,20 +19,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from mmfuse_cli.batch.engines import EngineError, EngineOptions
-from mmfuse_cli.batch.pipeline import process_pairs
-from mmfuse_cli.batch.stages import RunOptions, make_resolver, output_path
+from mmfuse_cli.batch.engines import RAY_MISSING, Emit, EngineContext, EngineError, EngineOptions
+from mmfuse_cli.batch.stages import RunOptions, make_resolver, run_stages
 from mmfuse_cli.engine.config import FuseConfig
-from mmfuse_cli.files import remove_stale_temporaries
 from mmfuse_cli.pairing import Pair
-from mmfuse_cli.report.rows import ItemResult
+from mmfuse_cli.results.rows import ItemResult
 
 PAIRS_PER_BLOCK = 4
 """Dataset blocks hold at most this many network batches (and there are at least two blocks per actor): small
@@ -66,7 +63,7 @@ class FuseWorker:
         pairs = [
             Pair(str(k), Path(str(a)), Path(str(b))) for k, a, b in zip(batch["key"], batch["a"], batch["b"])
         ]
-        results = process_pairs(pairs, self.fuser, self.options, self.resolver)
+        results = run_stages(pairs, self.fuser, self.options, self.resolver)
         warnings, self.warnings[:] = list(self.warnings), []
         encoded = [
             json.dumps({"result": asdict(r), "warnings": warnings if i == 0 else []})
@@ -75,47 +72,62 @@ class FuseWorker:
         return {"result": np.array(encoded, dtype=object)}
 
 
-def run_pairs_ray(
-    pairs: list[Pair],
-    checkpoint: Path,
-    config: FuseConfig,
-    options: RunOptions,
-    engine: EngineOptions,
-    on_result: Callable[[ItemResult], None] | None = None,
-    on_warning: Callable[[str], None] | None = None,
-) -> list[ItemResult]:
-    """Fuse every pair on a Ray cluster; returns one result per pair, in input order.
+class RayEngine:
+    """The Ray engine: joins (or starts) a Ray cluster for the run and fuses the pairs in an actor pool.
 
-    The same results as :func:`~mmfuse_cli.batch.pipeline.run_pairs` (timings aside): failures are recorded and
-    the run continues; a fatal write error (full disk, read-only folder) stops it and lists the rest as ``not
-    processed``. ``on_result`` is called in the driver as results arrive (completion order); ``on_warning`` once
-    per distinct warning of the actors (a source assumed clean).
-
-    Raises:
-        EngineError: Ray is not installed or the cluster cannot be reached.
+    Args:
+        checkpoint: the verified checkpoint file (readable on every node).
+        config: how the model runs in each actor.
+        options: the run's options.
+        engine: address, actors, threads and GPUs per actor.
+        on_warning: called once per distinct warning of the actors (a source assumed clean).
     """
-    try:
-        import ray
-    except ImportError:
-        raise EngineError("the ray engine needs Ray: pip install 'mmfuse[ray]'") from None
-    options.output_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(options.output_dir)
-    started_here = not ray.is_initialized()
-    if started_here:
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        config: FuseConfig,
+        options: RunOptions,
+        engine: EngineOptions,
+        on_warning: Callable[[str], None] | None = None,
+    ):
+        self.checkpoint, self.config, self.options, self.engine = checkpoint, config, options, engine
+        self.on_warning = on_warning
+
+    @classmethod
+    def from_context(cls, context: EngineContext) -> RayEngine:
+        return cls(context.checkpoint, context.fuse, context.options, context.engine, context.on_warning)
+
+    def process(self, todo: list[Pair], emit: Emit) -> str | None:
+        """Fuse ``todo`` on the cluster, emitting results as they arrive (completion order); the reason of a
+        fatal failure, else ``None``.
+
+        Raises:
+            EngineError: Ray is not installed or the cluster cannot be reached.
+        """
         try:
-            ray.init(
-                address=engine.address,
-                include_dashboard=False,
-                logging_level=logging.ERROR,
-                log_to_driver=False,
-            )
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise EngineError(f"cannot start or join a Ray cluster ({engine.address or 'local'}): {exc}")
-    try:
-        return _run(ray, pairs, checkpoint, config, options, engine, on_result, on_warning)
-    finally:
+            import ray
+        except ImportError:
+            raise EngineError(RAY_MISSING) from None
+        started_here = not ray.is_initialized()
         if started_here:
-            ray.shutdown()
+            try:
+                ray.init(
+                    address=self.engine.address,
+                    include_dashboard=False,
+                    logging_level=logging.ERROR,
+                    log_to_driver=False,
+                )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.engine.address or "local"
+                raise EngineError(f"cannot start or join a Ray cluster ({where}): {exc}") from None
+        try:
+            return _dispatch(
+                ray, todo, self.checkpoint, self.config, self.options, self.engine, emit, self.on_warning
+            )
+        finally:
+            if started_here:
+                ray.shutdown()
 
 
 def pool_size(
@@ -128,42 +140,6 @@ def pool_size(
     per_gpu = engine.gpus_per_actor if gpus > 0 else 0.0
     auto = int(gpus // per_gpu) if per_gpu else int(resources.get("CPU", 1.0) // engine.threads_per_actor)
     return max(1, min(engine.actors or auto, max(pairs, 1))), per_gpu
-
-
-def _run(ray, pairs, checkpoint, config, options, engine, on_result, on_warning) -> list[ItemResult]:
-    results: list[ItemResult] = []
-
-    def emit(result: ItemResult) -> None:
-        results.append(result)
-        if on_result:
-            on_result(result)
-
-    todo: list[Pair] = []
-    for pair in pairs:
-        if options.skip_existing and output_path(options, pair.key).exists():
-            emit(ItemResult(pair.key, "skipped", "output exists", 0.0, str(output_path(options, pair.key))))
-        else:
-            todo.append(pair)
-    stop_reason = (
-        _dispatch(ray, todo, checkpoint, config, options, engine, emit, on_warning) if todo else None
-    )
-    if stop_reason is None:
-        remove_stale_temporaries(
-            options.output_dir
-        )  # a killed actor's half-written file (its retry rewrote it)
-    else:
-        done = {r.key for r in results}
-        for pair in pairs:
-            if pair.key not in done:
-                emit(
-                    ItemResult(
-                        pair.key,
-                        "failed",
-                        f"not processed: run stopped after a fatal write error ({stop_reason})",
-                    )
-                )
-    order = {pair.key: i for i, pair in enumerate(pairs)}
-    return sorted(results, key=lambda r: order.get(r.key, len(order)))
 
 
 def _dispatch(ray, todo, checkpoint, config, options, engine, emit, on_warning) -> str | None:
@@ -204,23 +180,4 @@ def _dispatch(ray, todo, checkpoint, config, options, engine, emit, on_warning) 
     return None
 
 
-def startup_seconds(address: str | None = None) -> float:
-    """Seconds to start (or join) Ray and bring up one trivial Ray Data actor: the engine's fixed cost."""
-    import ray
-
-    start = time.perf_counter()
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    try:
-        ray.data.range(1).map_batches(_Identity, concurrency=1, batch_size=1).take_all()
-    finally:
-        elapsed = time.perf_counter() - start
-        ray.shutdown()
-    return elapsed
-
-
-class _Identity:
-    def __call__(self, batch):
-        return batch
-
-
-__all__ = ["FuseWorker", "pool_size", "run_pairs_ray", "startup_seconds"]
+__all__ = ["FuseWorker", "RayEngine", "pool_size"]

@@ -2,7 +2,7 @@
 
 :func:`load_pair` decodes both files and resolves both degradations; :func:`fuse_group` runs one network batch of
 pairs that share sizes and degradations (grouped by :func:`group_pairs`); :func:`write_pair` scores the fused image
-and writes it atomically. Each turns any failure into one :class:`~mmfuse_cli.report.rows.ItemResult` of its
+and writes it atomically. Each turns any failure into one :class:`~mmfuse_cli.results.rows.ItemResult` of its
 pair, never an exception. :class:`RunOptions` is validated once, here.
 """
 
@@ -20,16 +20,47 @@ import numpy as np
 
 from mmfuse_cli.degradation.resolve import DegradationResolver, ResolvedSource, ResolveError, SourceRequest
 from mmfuse_cli.engine.fuser import FusedPair, Fuser
+from mmfuse_cli.engine.memory import minimum_peak
 from mmfuse_cli.errors import InvalidValueError
-from mmfuse_cli.io import ImageError, LoadedImage, read_image, write_image
+from mmfuse_cli.io import ImageError, LoadedImage, check_pixel_limit, read_image, read_image_size, write_image
 from mmfuse_cli.metrics import NO_REFERENCE, no_reference_metrics
 from mmfuse_cli.pairing import Pair
-from mmfuse_cli.report.rows import ItemResult
+from mmfuse_cli.results.rows import ItemResult
+from mmfuse_cli.tasks import DEFAULT_TASK, Task
 
 OUTPUT_FORMATS = ("png", "tif", "jpg", "bmp")
 EIGHT_BIT_FORMATS = ("jpg", "bmp")
 FATAL_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 """Write errors that will hit every later pair too (full disk, read-only or forbidden folder): the run stops."""
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """What a pair may ask for before it is decoded (read from the files' headers).
+
+    Attributes:
+        max_pixels: the largest image, width x height (0: none; ``None``: the process limit,
+            :func:`mmfuse_cli.limits.current_pixel_limit`).
+        max_memory: the run's memory budget in bytes (``None``: none): a pair whose modelled peak exceeds it even
+            in the smallest tiles (:func:`mmfuse_cli.engine.memory.minimum_peak`) is refused, not attempted.
+    """
+
+    max_pixels: int | None = None
+    max_memory: int | None = None
+
+    def check(self, pair: Pair) -> None:
+        """Raise :class:`ImageError` (naming the file) when either image is too large to attempt."""
+        sizes = []
+        for path in (pair.a, pair.b):
+            check_pixel_limit(path, self.max_pixels)
+            sizes.append(read_image_size(path).pixels)
+        if self.max_memory is not None:
+            need = minimum_peak(max(sizes))
+            if need > self.max_memory:
+                raise ImageError(
+                    f"{pair.a} + {pair.b}: needs about {need / 2**30:.1f} GiB even in the smallest tiles, above "
+                    f"the memory budget of {self.max_memory / 2**30:.1f} GiB (--max-memory)"
+                )
 
 
 @dataclass
@@ -48,6 +79,7 @@ class RunOptions:
         skip_existing: do not recompute pairs whose fused output already exists.
         metrics: compute no-reference metrics (EN, SD, SF, AG) of each fused image for the report.
         prefetch: how many pairs are decoded ahead of the model.
+        limits: what a pair may ask for before it is decoded (:class:`InputLimits`).
 
     Raises:
         InvalidValueError: naming the field (``out_format``, ``bit_depth``, ``batch``, ``prefetch``,
@@ -65,6 +97,7 @@ class RunOptions:
     metrics: bool = True
     prefetch: int = 4
     writer_threads: int = 2
+    limits: InputLimits = field(default_factory=InputLimits)
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -101,19 +134,24 @@ def output_path(options: RunOptions, key: str, kind: str = "fused") -> Path:
 
 
 def make_resolver(
-    options: RunOptions, on_warning: Callable[[str], None] | None = None, task: str = "ivif"
+    options: RunOptions, on_warning: Callable[[str], None] | None = None, task: Task = DEFAULT_TASK
 ) -> DegradationResolver:
     """The run's one :class:`DegradationResolver` (what was stated about each source, then sidecars, then the
     estimate; ``task``: the model's, whose idea of sharp a blur estimate is measured against)."""
     return DegradationResolver(options.source_a, options.source_b, on_warning, task)
 
 
-def load_pair(pair: Pair, resolver: DegradationResolver) -> LoadedPair | ItemResult:
-    """Stage 1: decode both files and decide both degradations; a ``failed`` result says what went wrong."""
+def load_pair(
+    pair: Pair, resolver: DegradationResolver, limits: InputLimits | None = None
+) -> LoadedPair | ItemResult:
+    """Stage 1: check both headers against ``limits``, decode both files and decide both degradations; a
+    ``failed`` result says what went wrong."""
     start = time.perf_counter()
+    limits = limits or InputLimits()
     try:
-        a = read_image(pair.a)
-        b = read_image(pair.b)
+        limits.check(pair)
+        a = read_image(pair.a, limits.max_pixels)
+        b = read_image(pair.b, limits.max_pixels)
         source_a, source_b = resolver.resolve_pair(
             pair.a, a.pixels, a.bit_depth, pair.b, b.pixels, b.bit_depth
         )
@@ -225,6 +263,32 @@ def write_pair(loaded: LoadedPair, fused: FusedPair, options: RunOptions, second
         elapsed = seconds + time.perf_counter() - start
         return ItemResult(key, "failed", f"{target}: cannot write ({reason})", elapsed, fatal=fatal)
     return ItemResult(key, "ok", "", seconds + time.perf_counter() - start, str(target), extra)
+
+
+def run_stages(
+    pairs: list[Pair], fuser: Fuser, options: RunOptions, resolver: DegradationResolver
+) -> list[ItemResult]:
+    """The three stages in sequence for a few pairs, without threads (one Ray actor's share): load each, group as
+    the local engine does (consecutive pairs sharing sizes and degradations, up to ``options.batch``), fuse,
+    write. One result per pair, in input order."""
+    results: list[ItemResult] = []
+    loaded: list[LoadedPair] = []
+    for pair in pairs:
+        item = load_pair(pair, resolver, options.limits)
+        if isinstance(item, ItemResult):
+            results.append(item)
+        else:
+            loaded.append(item)
+    for group in group_pairs(iter(loaded), options.batch):
+        start = time.perf_counter()
+        fused = fuse_group(group, fuser)
+        if isinstance(fused[0], ItemResult):
+            results.extend(fused)
+            continue
+        elapsed = (time.perf_counter() - start) / len(group)
+        results.extend(write_pair(g, f, options, g.seconds + elapsed) for g, f in zip(group, fused))
+    order = {pair.key: i for i, pair in enumerate(pairs)}
+    return sorted(results, key=lambda r: order[r.key])
 
 
 def score_fused(fused: np.ndarray) -> dict[str, float]:

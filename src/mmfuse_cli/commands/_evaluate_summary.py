@@ -39,7 +39,7 @@ def summary_tables(rows: list[dict[str, Any]], job: EvalJob, width: int) -> list
         used += widths[name]
     best = {n: best_method(stats[n], REGISTRY[n].higher_is_better) for n in job.columns}
     title = f"methods: mean ± std, {job.convention} convention, vs {job.reference} sources (best in bold)"
-    tables = []
+    tables: list[Table] = []
     for chunk in chunks:
         table = Table(title=title if not tables else None)
         table.add_column("method (scored/pairs)", no_wrap=True)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
+from mmfuse_cli.commands._limits import apply_max_pixels, max_pixels_option
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.pairing import list_images
-from mmfuse_cli.report.console import progress_bar, report_error, stderr_console
-from mmfuse_cli.report.rows import EXIT_USAGE, RowSink, exit_code
+from mmfuse_cli.results.console import progress_bar, report_error, stderr_console
+from mmfuse_cli.results.rows import EXIT_USAGE, RowSink, exit_code
 
 
 def degrade(
@@ -28,6 +29,7 @@ def degrade(
     ),
     bit_depth: int | None = typer.Option(None, "--bit-depth", help="Force 8 or 16 bits (default: as input)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
+    max_pixels: int | None = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Degrade every image: blur -> downsample -> noise -> clip; write same names + degradation.json."""
@@ -37,6 +39,7 @@ def degrade(
     )
 
     console = stderr_console(quiet)
+    apply_max_pixels(console, max_pixels)
     try:
         degradation = Degradation(blur=blur, scale=scale, noise=noise)
         if bit_depth not in (None, 8, 16):

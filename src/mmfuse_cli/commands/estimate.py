@@ -10,9 +10,11 @@ from typing import Any, Optional
 import typer
 
 from mmfuse_cli.commands._errors import flag_message
+from mmfuse_cli.commands._limits import apply_max_pixels, max_pixels_option
 from mmfuse_cli.errors import InvalidValueError
-from mmfuse_cli.report.console import progress_bar, report_error, stderr_console
-from mmfuse_cli.report.rows import EXIT_USAGE, RowSink, exit_code
+from mmfuse_cli.results.console import progress_bar, report_error, stderr_console
+from mmfuse_cli.results.rows import EXIT_USAGE, RowSink, exit_code
+from mmfuse_cli.tasks import DEFAULT_TASK, check_task
 
 
 def estimate(
@@ -27,8 +29,11 @@ def estimate(
     ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     task: str = typer.Option(
-        "ivif", "--task", help="ivif or mif: the model whose idea of sharp the blur is measured against."
+        DEFAULT_TASK,
+        "--task",
+        help="ivif or mif: the model whose idea of sharp the blur is measured against.",
     ),
+    max_pixels: Optional[int] = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table."),
 ) -> None:
     """Estimate every image's noise std (per channel, [0, 1] units) and blur std (pixels), and the scale of each
@@ -41,12 +46,13 @@ def estimate(
     )
 
     console = stderr_console(quiet)
+    apply_max_pixels(console, max_pixels)
     for folder in (a_dir, b_dir):
         if folder is not None and not folder.is_dir():
             report_error(console, f"{folder}: not a directory")
             raise typer.Exit(EXIT_USAGE)
     try:
-        job = EstimateJob(a_dir, b_dir, recursive, task)
+        job = EstimateJob(a_dir, b_dir, recursive, check_task(task))
     except InvalidValueError as exc:
         report_error(console, flag_message(exc, {"task": "--task"}))
         raise typer.Exit(EXIT_USAGE) from None

@@ -15,11 +15,12 @@ from mmfuse_cli.batch.compare import method_jobs, method_row, method_summary_row
 from mmfuse_cli.batch.evaluate import EvalJob, evaluate_folders, match_folders, mean_row, result_row
 from mmfuse_cli.commands._errors import flag_message
 from mmfuse_cli.commands._evaluate_summary import summary_tables
+from mmfuse_cli.commands._limits import apply_max_pixels, max_pixels_option
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.files import atomic_write_text
 from mmfuse_cli.metrics import REGISTRY, resolve_names
-from mmfuse_cli.report.console import progress_bar, report_error, report_warning, stderr_console
-from mmfuse_cli.report.rows import EXIT_ITEMS_FAILED, EXIT_USAGE, RowSink, exit_code, json_line, rows_to_csv
+from mmfuse_cli.results.console import progress_bar, report_error, report_warning, stderr_console
+from mmfuse_cli.results.rows import EXIT_ITEMS_FAILED, EXIT_USAGE, RowSink, exit_code, json_line, rows_to_csv
 
 FLAGS = {"convention": "--convention", "against": "--against", "a_clean": "--a-clean / --b-clean"}
 
@@ -60,11 +61,13 @@ def evaluate(
     ),
     json_out: bool = typer.Option(False, "--json", help="JSON Lines instead of CSV."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Match files in sub-folders too."),
+    max_pixels: int | None = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table (errors still print)."),
 ) -> None:
     """Score every fused image against its sources (matched by file stem); rows + mean as CSV or JSON Lines.
     Several fused folders: one row per pair and method, a mean and std row per method, a summary table."""
     console = stderr_console(quiet)
+    apply_max_pixels(console, max_pixels)
     fused_dir = fused_dirs[0]
     try:
         folders = {"fused": fused_dir, "a": a_dir, "b": b_dir}
@@ -147,7 +150,7 @@ def _tables(rows: list[dict[str, Any]], job: EvalJob, width: int) -> list[Table]
         chunks[-1].append(name)
         used += widths[name]
     title = f"fusion metrics: {job.convention} convention, vs {job.reference} sources"
-    tables = []
+    tables: list[Table] = []
     for chunk in chunks:
         table = Table(title=title if not tables else None)
         table.add_column("item", no_wrap=True)

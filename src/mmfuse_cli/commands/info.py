@@ -15,8 +15,8 @@ def info() -> None:
 
     from mmfuse_cli import __version__
     from mmfuse_cli.device import describe_device, resolve_device
-    from mmfuse_cli.engine.backend import installed_backends, pick_backend
-    from mmfuse_cli.engine.runtimes import runtime_version
+    from mmfuse_cli.engine.backend import pick_backend
+    from mmfuse_cli.engine.backends import BACKENDS, installed_backends
 
     device = resolve_device("auto")
     lines = [
@@ -30,7 +30,7 @@ def info() -> None:
         (
             "backends",
             ", ".join(
-                name if name == "torch" else f"{name} {runtime_version(name)}"
+                name if name == "torch" else f"{name} {BACKENDS[name].version()}"
                 for name in installed_backends()
             ),
         ),

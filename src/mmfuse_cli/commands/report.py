@@ -9,14 +9,12 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from mmfuse_cli.metrics import REGISTRY
+from mmfuse_cli.commands._limits import apply_max_pixels, max_pixels_option
+from mmfuse_cli.metrics import HIGHER_IS_BETTER
 from mmfuse_cli.report.build import ReportResult, locate, prepare_report, write_report
-from mmfuse_cli.report.console import progress_bar, report_error, report_warning, stderr_console
 from mmfuse_cli.report.page_data import ReportError
-from mmfuse_cli.report.rows import EXIT_ITEMS_FAILED, EXIT_USAGE
-
-DIRECTIONS = {name: metric.higher_is_better for name, metric in REGISTRY.items()}
-"""Metric name -> higher is better, for the page's best / worst and bold bests."""
+from mmfuse_cli.results.console import progress_bar, report_error, report_warning, stderr_console
+from mmfuse_cli.results.rows import EXIT_ITEMS_FAILED, EXIT_USAGE
 
 
 def html_report(
@@ -25,17 +23,11 @@ def html_report(
     """Build the page with a progress bar over the thumbnails; print where it went and any notes."""
     prepared = prepare_report(run_dir, table)
     with progress_bar(console, len(prepared.images), "report thumbnails") as bar:
-        result = write_report(prepared, report_dir, DIRECTIONS, title, on_thumb=bar.advance)
+        result = write_report(prepared, report_dir, HIGHER_IS_BETTER, title, on_thumb=bar.advance)
     for note in result.notes:
         report_warning(console, note)
     if not console.quiet:
-        what = "row(s)" if result.kind == "compare" else "pair(s)"
-        console.print(
-            f"report: {result.rows} {what}, {result.failures} failed, {result.thumbs} thumbnail(s)"
-            + (f", {result.missing} image(s) missing" if result.missing else "")
-            + f" -> {result.index}",
-            soft_wrap=True,
-        )
+        console.print(result.summary_line(), soft_wrap=True)
     return result
 
 
@@ -48,11 +40,13 @@ def report(
     ),
     title: Optional[str] = typer.Option(None, "--title", help="Page title (default: the folder or file)."),
     open_page: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
+    max_pixels: Optional[int] = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Write OUT/report/index.html: every pair's images, degradations and metrics; sortable table, best / worst,
     histograms, before/after slider. From an evaluate table with a method column: the comparison page."""
     console = stderr_console(quiet)
+    apply_max_pixels(console, max_pixels)  # thumbnails of larger images are left out
     try:
         run_dir, table, default_dir = locate(target)
         result = html_report(console, run_dir, table, output or default_dir, title or "")

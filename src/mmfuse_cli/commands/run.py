@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import sys
+import math
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from mmfuse_cli.commands._errors import flag_message
+from mmfuse_cli.commands._limits import apply_max_pixels, max_pixels_option
 from mmfuse_cli.degradation.resolve import AUTO, SourceRequest
 from mmfuse_cli.degradation.spec import MAX_GRID
 from mmfuse_cli.errors import InvalidValueError
-from mmfuse_cli.pairing import Pair, pair_folders, parse_pair_lines
-from mmfuse_cli.report.console import progress_bar, report_error, report_warning, stderr_console
-from mmfuse_cli.report.rows import EXIT_ITEMS_FAILED, EXIT_USAGE, ItemResult, RowSink, exit_code
-from mmfuse_cli.tasks import TASKS
+from mmfuse_cli.results.console import progress_bar, report_error, report_warning, stderr_console
+from mmfuse_cli.results.rows import EXIT_USAGE
+
+EXIT_INTERRUPTED = 130
+"""Interrupted by SIGINT or SIGTERM (128 + SIGINT, as a shell reports a Ctrl-C)."""
+
+if TYPE_CHECKING:
+    from mmfuse_cli.batch.job import RunJob
+    from mmfuse_cli.batch.run import RunSummary
 
 # library field -> the flag that sets it (FuseConfig, RunOptions)
 FLAGS = {
@@ -29,34 +36,42 @@ FLAGS = {
     "bits": "--input-bits",
     "backend": "--backend",
     "max_memory": "--max-memory",
+    "task": "--task",
+    "output": "-o",
     # EngineOptions (--engine ray)
     "engine": "--engine",
     "address": "--address",
     "actors": "--actors",
     "gpus_per_actor": "--gpus-per-actor",
 }
-RAY_MISSING = "--engine ray needs Ray: pip install 'mmfuse[ray]'"
 
 
 def parse_memory(text: str | None) -> int | None:
     """``--max-memory`` as bytes: ``2G``, ``1.5GB``, ``800M``, ``800MiB`` (binary units; a bare number is MiB);
-    ``0`` or ``none``: no bound.
+    ``0`` (also ``-0``) or ``none``: no bound. A finite size at least the program's own base
+    (:data:`mmfuse_cli.engine.memory.BASE`) plus room to work (:data:`mmfuse_cli.engine.config.MIN_MEMORY`).
 
     Raises:
-        InvalidValueError: (field ``max_memory``) not a size.
+        InvalidValueError: (field ``max_memory``) not a finite, non-negative size.
     """
     if text is None:
         return None
     value = text.strip().lower().removesuffix("ib").removesuffix("b")
-    if value in ("0", "none", "off"):
-        return None
     units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
     factor = units.get(value[-1:], None)
     number = value[:-1] if factor else value
+    if value in ("none", "off"):
+        return None
     try:
         amount = float(number)
     except ValueError:
-        raise InvalidValueError("max_memory", f"must be a size such as 2G or 800M, got {text!r}") from None
+        amount = math.nan
+    if not math.isfinite(amount) or amount < 0:
+        raise InvalidValueError(
+            "max_memory", f"must be a size such as 2G or 800M (0 = no bound), got {text!r}"
+        )
+    if amount == 0:
+        return None
     return int(amount * (factor or 2**20))
 
 
@@ -77,7 +92,7 @@ def _source(side: str, blur, noise, scale, grid, bits, assume_clean: bool = Fals
     blur, noise = _number(blur, side, "blur", float), _number(noise, side, "noise", float)
     scale = _number(scale, side, "scale", int)
     try:
-        return SourceRequest.from_values(blur, noise, scale, grid, bits, assume_clean)
+        return SourceRequest(blur, noise, scale, grid, bits, assume_clean)
     except InvalidValueError as exc:
         flag = FLAGS["bits"] if exc.field == "bits" else f"--{side}-{exc.field}"
         raise InvalidValueError(flag, exc.problem) from None
@@ -135,7 +150,7 @@ def run(
     flip_ensemble: bool = typer.Option(
         False,
         "--flip-ensemble",
-        help="Average the network over 4 flips of its input at every step: about 4x the time, +0.03-0.25 dB.",
+        help="Average the network over 4 flips of its input at every step: about 4x the time for a small gain (docs/BENCHMARKS.md).",
     ),
     batch: int = typer.Option(1, "--batch", help="Pairs per network call (same-size pairs are grouped)."),
     tile: Optional[int] = typer.Option(
@@ -171,7 +186,10 @@ def run(
     recursive: bool = typer.Option(
         False, "--recursive", "-r", help="Pair sub-folders too, keeping the tree."
     ),
-    report: Optional[Path] = typer.Option(None, "--report", help="CSV report path (default OUT/run.csv)."),
+    csv_path: Optional[Path] = typer.Option(
+        None, "--csv", help="The run's table of rows (default OUT/run.csv)."
+    ),
+    report_alias: Optional[Path] = typer.Option(None, "--report", hidden=True, help="Old name of --csv."),
     html_report: bool = typer.Option(
         False, "--html-report", help="Also write OUT/report/index.html (as `mmfuse report OUT`)."
     ),
@@ -189,152 +207,118 @@ def run(
     gpus_per_actor: float = typer.Option(
         1.0, "--gpus-per-actor", help="GPUs per Ray actor on a GPU cluster (0.5: two actors per GPU)."
     ),
+    max_pixels: Optional[int] = max_pixels_option(),
 ) -> None:
     """Restore and fuse every pair of A_DIR and B_DIR (or --pairs), writing OUT/<stem>.<format> and run.csv."""
-    # torch and the model are imported here, not at module level, so `mmfuse --help` stays fast
-    from mmfuse_cli.batch.engines import EngineError, EngineOptions, ray_available
-    from mmfuse_cli.batch.pipeline import run_pairs
-    from mmfuse_cli.batch.stages import RunOptions, make_resolver
-    from mmfuse_cli.degradation.resolve import ResolveError
-    from mmfuse_cli.engine.config import FuseConfig
-    from mmfuse_cli.engine.fuser import Fuser
-    from mmfuse_cli.model.checkpoint import CheckpointError, load_checkpoint
-    from mmfuse_cli.weights.errors import WeightsError
-    from mmfuse_cli.weights.resolve import resolve_checkpoint
-
     console = stderr_console(quiet)
+    pixel_limit = apply_max_pixels(console, max_pixels)
     try:
-        if task is not None and task not in TASKS:
-            raise ValueError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
-        options = RunOptions(
-            output_dir=output,
-            source_a=_source("a", a_blur, a_noise, a_scale, a_grid, input_bits, assume_clean),
-            source_b=_source("b", b_blur, b_noise, b_scale, b_grid, input_bits, assume_clean),
-            out_format=out_format,
-            bit_depth=bit_depth,
-            batch=batch,
-            save_sources=save_sources,
-            skip_existing=skip_existing,
-        )
-        engine_options = EngineOptions(engine, address, actors, gpus_per_actor=gpus_per_actor)
-        if engine_options.engine == "ray" and not ray_available():
-            raise EngineError(RAY_MISSING)
-        config = FuseConfig(
-            device=device,
-            steps=steps,
-            precision=precision,  # type: ignore[arg-type]
-            tile=tile,
-            flip_ensemble=flip_ensemble,
-            backend=backend,
-            max_memory=parse_memory(max_memory),
-        )
-        pairs, problems = _collect_pairs(a_dir, b_dir, pairs_file, recursive)
-        checkpoint = resolve_checkpoint(
-            model, task=task or ("ivif" if model is None else None), progress=not quiet
-        )
-        fusion_model = load_checkpoint(checkpoint)
-        if task is not None and fusion_model.config.task != task:
-            raise ValueError(
-                f"checkpoint {checkpoint} is for task {fusion_model.config.task!r}, not {task!r}"
-            )
-        resolver = make_resolver(
-            options, lambda message: report_warning(console, message), fusion_model.config.task
-        )
-        for folder in (a_dir, b_dir):
-            if folder is not None:
-                resolver.check_folder(folder)  # a malformed top-level sidecar stops the run before any pair
-        fuser = Fuser(fusion_model, config) if engine_options.engine == "local" else None
-        output.mkdir(parents=True, exist_ok=True)
-    except (WeightsError, EngineError) as exc:
-        report_error(console, str(exc))
-        raise typer.Exit(getattr(exc, "exit_code", EXIT_USAGE)) from None
+        job = _job({**locals(), "max_pixels": pixel_limit})
     except InvalidValueError as exc:
         report_error(console, flag_message(exc, FLAGS))
         raise typer.Exit(EXIT_USAGE) from None
-    except (ValueError, ResolveError, CheckpointError, NotADirectoryError) as exc:
+    except ValueError as exc:
         report_error(console, str(exc))
         raise typer.Exit(EXIT_USAGE) from None
-    except OSError as exc:
-        report_error(console, f"{exc.filename or output}: {exc.strerror or exc}")
-        raise typer.Exit(EXIT_USAGE) from None
+    summary = _run(job, console)
+    if summary.csv_error:
+        report_error(console, summary.csv_error)
+        raise typer.Exit(summary.exit_code)
+    if not quiet:
+        done, skipped, failed = (summary.counts[s] for s in ("ok", "skipped", "failed"))
+        console.print(f"fused {done} pair(s), skipped {skipped}, failed {failed} -> {output}")
+    if summary.report_error:
+        report_error(console, summary.report_error)
+    elif summary.report is not None and not quiet:
+        console.print(summary.report.summary_line(), soft_wrap=True)
+    raise typer.Exit(summary.exit_code)
 
-    sink = RowSink(json_stdout=json_out, csv_path=report or output / "run.csv")
-    for key, reason in problems:
-        report_error(console, f"{key}: {reason}")
-        sink.emit(ItemResult(key, "failed", reason).as_row())
-    with progress_bar(console, len(pairs), f"fuse ({fusion_model.config.task})") as bar:
 
-        def on_result(result: ItemResult) -> None:
+def _job(flags: dict) -> RunJob:
+    """The flags of :func:`run` as one :class:`~mmfuse_cli.batch.job.RunJob` (each value validated where it enters
+    its object; an :class:`InvalidValueError` names the field, which :data:`FLAGS` maps to the flag)."""
+    from mmfuse_cli.batch.engines import EngineOptions
+    from mmfuse_cli.batch.job import PairSource, RunJob
+    from mmfuse_cli.batch.stages import InputLimits, RunOptions
+    from mmfuse_cli.engine.config import FuseConfig
+
+    f = flags
+    memory = parse_memory(f["max_memory"])
+    options = RunOptions(
+        output_dir=f["output"],
+        source_a=_source(
+            "a", f["a_blur"], f["a_noise"], f["a_scale"], f["a_grid"], f["input_bits"], f["assume_clean"]
+        ),
+        source_b=_source(
+            "b", f["b_blur"], f["b_noise"], f["b_scale"], f["b_grid"], f["input_bits"], f["assume_clean"]
+        ),
+        out_format=f["out_format"],
+        bit_depth=f["bit_depth"],
+        batch=f["batch"],
+        save_sources=f["save_sources"],
+        skip_existing=f["skip_existing"],
+        limits=InputLimits(f["max_pixels"], memory),
+    )
+    fuse = FuseConfig(
+        device=f["device"],
+        steps=f["steps"],
+        precision=f["precision"],
+        tile=f["tile"],
+        flip_ensemble=f["flip_ensemble"],
+        backend=f["backend"],
+        max_memory=memory,
+    )
+    return RunJob(
+        pairs=PairSource(f["a_dir"], f["b_dir"], f["pairs_file"], f["recursive"]),
+        options=options,
+        fuse=fuse,
+        engine=EngineOptions(f["engine"], f["address"], f["actors"], gpus_per_actor=f["gpus_per_actor"]),
+        task=f["task"],
+        model=f["model"],
+        csv_path=f["csv_path"] or f["report_alias"],
+        html_report=f["html_report"],
+        json_lines=f["json_out"],
+        download_progress=not f["quiet"],
+    )
+
+
+def _run(job: RunJob, console) -> RunSummary:
+    """:func:`mmfuse_cli.batch.run.run` with a progress bar and one ``error:`` line per failed pair; a failure
+    before any pair (a bad checkpoint, sidecar, engine or value) is one line and exit code 2."""
+    from mmfuse_cli.batch.engines import EngineError
+    from mmfuse_cli.batch.run import RunEvents, run
+    from mmfuse_cli.degradation.resolve import ResolveError
+    from mmfuse_cli.locks import LockedError
+    from mmfuse_cli.model.checkpoint import CheckpointError
+    from mmfuse_cli.weights.errors import WeightsError
+
+    with ExitStack() as stack:
+        bars = []
+
+        def on_start(total: int, task: str) -> None:
+            bars.append(stack.enter_context(progress_bar(console, total, f"fuse ({task})")))
+
+        def on_result(result) -> None:
             if result.failed:
                 report_error(console, f"{result.key}: {result.reason}")
-            sink.emit(result.as_row())
-            bar.advance()
+            if bars:
+                bars[0].advance()
 
-        if fuser is not None:
-            results = run_pairs(pairs, fuser, options, on_result, resolver=resolver)
-        else:
-            results = _run_ray(pairs, checkpoint, config, options, engine_options, on_result, console)
-            # rows arrive in the cluster's completion order: run.csv lists them sorted by item
-            sink.rows.sort(key=lambda row: str(row["item"]))
-    try:
-        sink.close()
-    except OSError as exc:
-        report_error(console, f"{sink.csv_path}: cannot write the report ({exc.strerror or exc})")
-        raise typer.Exit(EXIT_ITEMS_FAILED) from None
-    done = sum(r.status == "ok" for r in results)
-    skipped = sum(r.status == "skipped" for r in results)
-    failed = len(results) - done - skipped + len(problems)
-    if not quiet:
-        console.print(f"fused {done} pair(s), skipped {skipped}, failed {failed} -> {output}")
-    if html_report and not _write_html_report(console, output, sink.csv_path):
-        raise typer.Exit(EXIT_ITEMS_FAILED)
-    raise typer.Exit(EXIT_ITEMS_FAILED if problems else exit_code(results))
-
-
-def _write_html_report(console, output: Path, csv_path) -> bool:
-    """``--html-report``: the page of this run in OUT/report; False (after one error line) when it failed."""
-    from mmfuse_cli.commands.report import html_report
-    from mmfuse_cli.report.page_data import ReportError
-
-    try:
-        html_report(console, output, csv_path, output / "report")
-    except (ReportError, OSError) as exc:
-        report_error(console, f"cannot write the HTML report: {exc}")
-        return False
-    return True
-
-
-def _run_ray(pairs, checkpoint, config, options, engine_options, on_result, console) -> list[ItemResult]:
-    """``--engine ray``: the same stages in a Ray Data actor pool (imported here: the local path never loads Ray)."""
-    from mmfuse_cli.batch.engines import EngineError
-    from mmfuse_cli.batch.ray_engine import run_pairs_ray
-
-    try:
-        return run_pairs_ray(
-            pairs,
-            checkpoint,
-            config,
-            options,
-            engine_options,
-            on_result,
-            on_warning=lambda message: report_warning(console, message),
-        )
-    except EngineError as exc:
-        report_error(console, str(exc))
-        raise typer.Exit(EXIT_USAGE) from None
-
-
-def _collect_pairs(a_dir, b_dir, pairs_file, recursive) -> tuple[list[Pair], list[tuple[str, str]]]:
-    if pairs_file is not None:
-        if a_dir is not None or b_dir is not None:
-            raise ValueError("give either A_DIR B_DIR or --pairs, not both")
-        if pairs_file == "-":
-            return parse_pair_lines(sys.stdin), []
-        with open(pairs_file, encoding="utf-8") as handle:
-            return parse_pair_lines(handle), []
-    if a_dir is None or b_dir is None:
-        raise ValueError("need two folders (A_DIR B_DIR) or --pairs FILE|-")
-    pairing = pair_folders(a_dir, b_dir, recursive)
-    if not pairing.pairs and not pairing.problems():
-        raise ValueError(f"no images found in {a_dir} and {b_dir}")
-    return pairing.pairs, pairing.problems()
+        events = RunEvents(on_start, on_result, lambda message: report_warning(console, message))
+        try:
+            return run(job, events)
+        except (WeightsError, EngineError, LockedError) as exc:
+            report_error(console, str(exc))
+            raise typer.Exit(getattr(exc, "exit_code", EXIT_USAGE)) from None
+        except KeyboardInterrupt:
+            report_error(console, f"interrupted: {job.csv_file} lists the pairs finished so far")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except InvalidValueError as exc:
+            report_error(console, flag_message(exc, FLAGS))
+            raise typer.Exit(EXIT_USAGE) from None
+        except (ValueError, ResolveError, CheckpointError, NotADirectoryError) as exc:
+            report_error(console, str(exc))
+            raise typer.Exit(EXIT_USAGE) from None
+        except OSError as exc:
+            report_error(console, f"{exc.filename or job.options.output_dir}: {exc.strerror or exc}")
+            raise typer.Exit(EXIT_USAGE) from None

@@ -10,8 +10,13 @@ import typer
 
 from mmfuse_cli.commands._errors import flag_message
 from mmfuse_cli.errors import InvalidValueError
-from mmfuse_cli.report.console import report_error, stderr_console
-from mmfuse_cli.report.rows import EXIT_USAGE
+from mmfuse_cli.results.console import report_error, stderr_console
+from mmfuse_cli.results.rows import EXIT_USAGE
+from mmfuse_cli.tasks import check_task
+from mmfuse_cli.training.config import TrainConfig
+
+DEFAULTS = TrainConfig()
+"""Every flag's default is the :class:`~mmfuse_cli.training.config.TrainConfig` field's (one home per default)."""
 
 FLAGS = {
     "task": "--task",
@@ -26,7 +31,9 @@ FLAGS = {
 
 def train(
     task: str = typer.Option(..., "--task", help="ivif (IR + visible) or mif (functional/CT + MRI)."),
-    data: Path = typer.Option(Path("../shared/data"), "--data", help="Data root laid out like shared/data."),
+    data: Path = typer.Option(
+        Path(DEFAULTS.data), "--data", help="Data root laid out as docs/TRAINING.md (Data layout) says."
+    ),
     a_dirs: Optional[list[Path]] = typer.Option(
         None,
         "--a",
@@ -38,42 +45,42 @@ def train(
     singles: Optional[list[Path]] = typer.Option(
         None,
         "--singles",
-        help="Folder of single clean images (e.g. natural photographs: shared/data/natural/train/gray) made into "
-        "pairs for --single-fraction of the crops (repeatable; docs/TRAINING.md, History 20).",
+        help="Folder of single clean images (e.g. natural photographs: natural/train/gray of the data root) made into "
+        "pairs for --single-fraction of the crops (repeatable; see docs/TRAINING.md).",
     ),
     single_fraction: float = typer.Option(
-        0.0, "--single-fraction", help="Share of the crops drawn from --singles (0-1)."
+        DEFAULTS.single_fraction, "--single-fraction", help="Share of the crops drawn from --singles (0-1)."
     ),
     single_fusion_weight: float = typer.Option(
-        1.0,
+        DEFAULTS.single_fusion_weight,
         "--single-fusion-weight",
         help="Weight of the --singles crops in the fused-image loss terms (0-1): 0 = they train restoration only, "
         "and the fusion rule is learnt from real sensor pairs alone.",
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (state, log, model). Default runs/TASK."),
-    steps: int = typer.Option(4000, "--steps", help="Optimizer steps."),
-    batch: int = typer.Option(8, "--batch", help="Crops per step."),
-    crop: int = typer.Option(96, "--crop", help="Crop size in pixels (multiple of 8)."),
+    steps: int = typer.Option(DEFAULTS.steps, "--steps", help="Optimizer steps."),
+    batch: int = typer.Option(DEFAULTS.batch, "--batch", help="Crops per step."),
+    crop: int = typer.Option(DEFAULTS.crop, "--crop", help="Crop size in pixels (multiple of 8)."),
     crop_align: int = typer.Option(
-        1,
+        DEFAULTS.crop_align,
         "--crop-align",
         min=1,
         help="Crop corners on multiples of N: 2 keeps the 2x2 grid of pixel-replicated images (Harvard PET/SPECT), "
-        "and the model then assumes that grid on every input (docs/TRAINING.md, History 16).",
+        "and the model then assumes that grid on every input (see docs/TRAINING.md).",
     ),
     zoom_fraction: float = typer.Option(
-        0.0,
+        DEFAULTS.zoom_fraction,
         "--zoom-fraction",
         min=0.0,
         max=1.0,
         help="Share of crops enlarged by x1.25..--max-zoom before degrading, so that band-limited (resized) "
-        "images are among the clean targets (docs/TRAINING.md, History 18).",
+        "images are among the clean targets (see docs/TRAINING.md).",
     ),
     max_zoom: float = typer.Option(
-        2.0, "--max-zoom", min=1.25, max=4.0, help="Largest enlargement of --zoom-fraction."
+        DEFAULTS.max_zoom, "--max-zoom", min=1.25, max=4.0, help="Largest enlargement of --zoom-fraction."
     ),
-    lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate."),
-    seed: int = typer.Option(0, "--seed", help="Seed of all randomness (deterministic on CPU)."),
+    lr: float = typer.Option(DEFAULTS.lr, "--lr", help="Adam learning rate."),
+    seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Seed of all randomness (deterministic on CPU)."),
     sampler_steps: Optional[int] = typer.Option(
         None, "--sampler-steps", help="Sampler steps T unrolled in training [default: 3, or as --init-from]."
     ),
@@ -119,32 +126,32 @@ def train(
         "--init-from",
         help="Start from this checkpoint (NAME or PATH): fine-tune, or grow with more blocks.",
     ),
-    val_every: int = typer.Option(200, "--val-every", help="Validate every N steps."),
+    val_every: int = typer.Option(DEFAULTS.val_every, "--val-every", help="Validate every N steps."),
     checkpoint_every: int = typer.Option(
-        100, "--checkpoint-every", help="Save resumable state every N steps."
+        DEFAULTS.checkpoint_every, "--checkpoint-every", help="Save resumable state every N steps."
     ),
     max_minutes: Optional[float] = typer.Option(
         None, "--max-minutes", help="Stop (and export) after this long."
     ),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     src_loss: str = typer.Option(
-        "l1",
+        DEFAULTS.src_loss,
         "--src-loss",
         help="Source term: l1 (authors' weights), log (per-sample log-L1) or logrmse (per-sample log-RMSE, i.e. -PSNR).",
     ),
     w_ssim: float = typer.Option(
-        1.0,
+        DEFAULTS.w_ssim,
         "--w-ssim",
         min=0.0,
         help="MIF: weight of the fused image's SSIM term against both clean sources.",
     ),
     observation_bits: int = typer.Option(
-        8,
+        DEFAULTS.observation_bits,
         "--observation-bits",
         help="Round synthetic observations to N-bit samples like real files (0 = never).",
     ),
     exact_fraction: float = typer.Option(
-        0.25,
+        DEFAULTS.exact_fraction,
         "--exact-fraction",
         min=0.0,
         max=1.0,
@@ -171,7 +178,6 @@ def train(
     """Train the fusion model end to end on clean pairs degraded on the fly; resumes from OUT/state.safetensors."""
     # torch: imported on use, keeps --help fast
     from mmfuse_cli.degradation.draws import parse_kind_weights
-    from mmfuse_cli.training.config import TrainConfig
     from mmfuse_cli.training.loop import train as run_training
 
     console = stderr_console()
@@ -192,7 +198,7 @@ def train(
             raise typer.Exit(EXIT_USAGE)
     try:
         cfg = TrainConfig(
-            task=task,
+            task=check_task(task),  # the same check (and InvalidValueError) as TrainConfig's own
             data=str(data),
             folders=[[str(a), str(b)] for a, b in zip(a_dirs or [], b_dirs or [], strict=True)],
             out_dir=str(out or Path("runs") / task),

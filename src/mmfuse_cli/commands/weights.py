@@ -11,8 +11,8 @@ from typing import Any
 
 import typer
 
-from mmfuse_cli.report.console import report_error, report_warning, stderr_console
-from mmfuse_cli.report.rows import EXIT_ITEMS_FAILED, EXIT_OK, EXIT_USAGE, json_line
+from mmfuse_cli.results.console import report_error, report_warning, stderr_console
+from mmfuse_cli.results.rows import EXIT_ITEMS_FAILED, EXIT_OK, EXIT_USAGE, json_line
 from mmfuse_cli.weights.errors import WeightsError
 from mmfuse_cli.weights.hub import hub_cache_dir, hub_endpoint, is_offline
 from mmfuse_cli.weights.manifest import Manifest, bundled_dir, get_entry, load_manifest

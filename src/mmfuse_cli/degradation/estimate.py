@@ -38,6 +38,7 @@ from scipy import ndimage
 
 from mmfuse_cli.degradation.scaling import quantisation_std
 from mmfuse_cli.degradation.spec import MAX_BLUR_STD, MAX_NOISE, MAX_SCALE
+from mmfuse_cli.tasks import DEFAULT_TASK, Task
 
 TILE = 8
 """Tile side, in Haar details (16 x 16 pixels), of the per-tile noise readings."""
@@ -212,7 +213,9 @@ def total_edge_width(gray: np.ndarray, noise: float = 0.0) -> Estimate:
     return Estimate(float(median), float(q3 - q1))
 
 
-def estimate_blur(pixels: np.ndarray, noise: float = 0.0, scale: int = 1, task: str = "ivif") -> Estimate:
+def estimate_blur(
+    pixels: np.ndarray, noise: float = 0.0, scale: int = 1, task: Task = DEFAULT_TASK
+) -> Estimate:
     """Gaussian blur std beyond a sharp image's (pixels of the output grid) of an image ``(H, W)`` or
     ``(H, W, 3)`` in [0, 1] observed at ``scale``; ``noise``: its noise std (per channel); ``task``: whose model's
     idea of sharp applies (``ivif`` or ``mif``, :data:`BLUR_CALIBRATION`). ``None`` (with a note) where it cannot
@@ -249,7 +252,7 @@ def estimate_parameter(
     bits: int = 8,
     noise: float = 0.0,
     scale: int = 1,
-    task: str = "ivif",
+    task: Task = DEFAULT_TASK,
     grid: int = 1,
 ) -> Estimate:
     """``noise`` (:func:`estimate_noise`) or ``blur`` (:func:`estimate_blur`, told ``noise``) of one source, as

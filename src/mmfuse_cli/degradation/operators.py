@@ -50,7 +50,10 @@ __all__ = [
 class Operator(Protocol):
     """A linear degradation with a pseudo-inverse."""
 
-    scale: int
+    @property
+    def scale(self) -> int:
+        """The downsampling factor (1: same grid); read-only, as the operators are frozen."""
+        ...
 
     def apply(self, x: torch.Tensor) -> torch.Tensor: ...
 

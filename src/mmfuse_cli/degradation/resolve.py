@@ -34,9 +34,7 @@ from mmfuse_cli.degradation.grid import detect_grid, grid_claim_holds
 from mmfuse_cli.degradation.sidecar import SIDECAR_NAME, SidecarError, read_sidecar
 from mmfuse_cli.degradation.spec import MAX_BITS, MAX_GRID, Degradation
 from mmfuse_cli.errors import InvalidValueError
-from mmfuse_cli.tasks import TASKS
-
-SIDES = ("a", "b")
+from mmfuse_cli.tasks import DEFAULT_TASK, Task, check_task
 
 
 class ResolveError(ValueError):
@@ -87,19 +85,6 @@ class SourceRequest:
             n: getattr(self, n) for n in ("blur", "noise", "scale") if not isinstance(getattr(self, n), str)
         }
         Degradation(**{n: v for n, v in numbers.items() if v is not None})  # range checks, naming the field
-
-    @classmethod
-    def from_values(
-        cls,
-        blur: Stated = None,
-        noise: Stated = None,
-        scale: Stated = None,
-        grid: int | None = None,
-        bits: int | None = None,
-        assume_clean: bool = False,
-    ) -> SourceRequest:
-        """From separately stated values (``None`` = not stated, ``"auto"`` = estimate)."""
-        return cls(blur, noise, scale, grid, bits, assume_clean)
 
     def stated(self, name: str) -> float | int | None:
         """The number stated for ``name``, or ``None`` (not stated, or :data:`AUTO`)."""
@@ -188,12 +173,10 @@ class DegradationResolver:
         request_a: SourceRequest | None = None,
         request_b: SourceRequest | None = None,
         on_assumed_clean: Callable[[str], None] | None = None,
-        task: str = "ivif",
+        task: Task = DEFAULT_TASK,
     ):
-        if task not in TASKS:
-            raise InvalidValueError("task", f"must be one of {', '.join(TASKS)}, got {task!r}")
         self.requests = {"a": request_a or SourceRequest(), "b": request_b or SourceRequest()}
-        self.task = task
+        self.task = check_task(task)
         self._sidecars = SidecarCache()
         self._on_assumed_clean = on_assumed_clean
         self._warned: set[str] = set()
@@ -242,18 +225,21 @@ class DegradationResolver:
         chosen: list[tuple[int, str] | None] = []
         for side, sidecar in (("a", sidecar_a), ("b", sidecar_b)):
             request = self.requests[side]
-            if request.stated("scale") is not None:
-                chosen.append((int(request.stated("scale")), "flag"))
+            stated = request.stated("scale")
+            if stated is not None:
+                chosen.append((int(stated), "flag"))
             elif sidecar is not None and request.scale != AUTO:
                 chosen.append((sidecar.scale, "sidecar"))
             elif request.assume_clean and request.scale != AUTO:
                 chosen.append((1, "default"))
             else:
                 chosen.append(None)
-        if chosen[0] is None or chosen[1] is None:
+        first, second = chosen
+        if first is None or second is None:
             inferred = infer_scales(shape_a, shape_b) or (1, 1)
-            chosen = [c if c is not None else (inferred[i], "estimated") for i, c in enumerate(chosen)]
-        return chosen[0], chosen[1]  # type: ignore[return-value]
+            first = first if first is not None else (inferred[0], "estimated")
+            second = second if second is not None else (inferred[1], "estimated")
+        return first, second
 
     def _resolve(
         self, side: str, path: Path, pixels: np.ndarray, file_bits: int, sidecar: Degradation | None, scale
@@ -271,8 +257,9 @@ class DegradationResolver:
             else detect_grid(pixels)
         )
         for name in ("noise", "blur"):  # noise first: the blur estimate needs it
-            if request.stated(name) is not None:
-                values[name], origin[name] = float(request.stated(name)), "flag"
+            stated = request.stated(name)
+            if stated is not None:
+                values[name], origin[name] = float(stated), "flag"
             elif sidecar is not None and getattr(request, name) != AUTO:
                 values[name], origin[name] = float(getattr(sidecar, name)), "sidecar"
             elif request.assume_clean and getattr(request, name) != AUTO:
@@ -329,7 +316,6 @@ def _check_grid_claim(path: Path, pixels: np.ndarray, degradation: Degradation) 
 
 __all__ = [
     "AUTO",
-    "SIDES",
     "DegradationResolver",
     "ResolveError",
     "ResolvedSource",

@@ -28,6 +28,7 @@ from typing import Any
 from mmfuse_cli import __version__
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.files import atomic_write_text
+from mmfuse_cli.small_files import SmallFileError, read_small_file
 
 SIDECAR_NAME = "degradation.json"
 SCHEMA = "mmfuse.degradation"
@@ -98,11 +99,17 @@ def read_sidecar(path: Path) -> Sidecar:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small_file(path).decode("utf-8"))
     except FileNotFoundError:
         raise SidecarError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SidecarError(f"{path}: not valid JSON ({exc})") from None
+    except SmallFileError as exc:
+        raise SidecarError(str(exc)) from None
+    except OSError as exc:
+        raise SidecarError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise SidecarError(f"{path}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a number of thousands of digits
+        raise SidecarError(f"{path}: not valid JSON ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
         raise SidecarError(f"{path}: expected a JSON object")
     unknown = set(data) - _ALLOWED
@@ -112,8 +119,9 @@ def read_sidecar(path: Path) -> Sidecar:
         raise SidecarError(f"{path}: 'schema' must be {SCHEMA!r}, got {data.get('schema')!r}")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise SidecarError(f"{path}: unsupported schema_version {data.get('schema_version')!r}")
+    block: Any = data.get("degradation")  # raw JSON (or None): Degradation.from_dict checks it is an object
     try:
-        degradation = Degradation.from_dict(data.get("degradation"))
+        degradation = Degradation.from_dict(block)
     except ValueError as exc:
         raise SidecarError(f"{path}: {exc}") from None
     seed = data.get("seed")
@@ -132,9 +140,3 @@ def read_sidecar(path: Path) -> Sidecar:
         files=[_safe_relative(f, path) for f in files],
         mmfuse_version=str(data.get("mmfuse_version", "unknown")),
     )
-
-
-def find_sidecar(folder: Path) -> Sidecar | None:
-    """The sidecar of ``folder`` if it has one (validated), else ``None``."""
-    path = Path(folder) / SIDECAR_NAME
-    return read_sidecar(path) if path.exists() else None

@@ -19,7 +19,6 @@ MAX_SCALE = 8
 MAX_NOISE = 0.5
 MAX_GRID = 8
 MAX_BITS = 16
-FIELDS = ("blur", "scale", "noise", "grid", "bits")
 
 
 class DegradationError(InvalidValueError):

@@ -14,11 +14,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from mmfuse_cli.degradation.grid import project_to_grid
-from mmfuse_cli.degradation.operators import build_operator
 from mmfuse_cli.degradation.scaling import LUMA_NOISE_GAIN
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.io import rgb_to_ycbcr, ycbcr_to_rgb
+from mmfuse_cli.sampling.observation import Observation
 
 
 def is_effectively_gray(pixels: np.ndarray, tolerance: float = 1.5 / 255) -> bool:
@@ -57,10 +56,9 @@ def recolor(
     use_a = task == "mif" if (color_a and color_b) else color_a
     source, deg = (a, deg_a) if use_a else (b, deg_b)
     chroma = rgb_to_ycbcr(source)[..., 1:]
-    op = build_operator(deg)
     t = torch.from_numpy(np.ascontiguousarray(chroma.transpose(2, 0, 1)))[None]
     with torch.inference_mode():
-        up = project_to_grid(op.pinv(t), deg.grid)[0].numpy().transpose(1, 2, 0)
+        up = Observation(t, deg).pinv_on_grid()[0].numpy().transpose(1, 2, 0)
     ycc = np.concatenate([fused_y[..., None], up], axis=-1)
     return np.clip(ycbcr_to_rgb(ycc), 0.0, 1.0)
 

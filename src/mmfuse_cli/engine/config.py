@@ -6,13 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from mmfuse_cli.engine.backends import BACKEND_CHOICES
+from mmfuse_cli.engine.memory import BASE
 from mmfuse_cli.errors import InvalidValueError
+from mmfuse_cli.model.config import ModelConfig
 from mmfuse_cli.sampling.sampler import DAMPING_MODES, DampingMode
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
-BACKENDS: tuple[str, ...] = ("auto", "torch", "openvino", "onnxruntime")
-MIN_MEMORY = 256 * 2**20
+MIN_MEMORY = BASE + 128 * 2**20
+"""The smallest budget: the program's own measured base (:data:`mmfuse_cli.engine.memory.BASE`) plus room to work."""
 DEFAULT_MAX_MEMORY = 2 * 2**30
 MIN_TILE = 64
 MAX_STEPS = 50
@@ -33,10 +36,10 @@ class FuseConfig:
         halo: context margin in output pixels (>= 0) sampled around each tile's inner sides and cropped off.
         damping: sampler damping mode (``learned`` unless experimenting).
         flip_ensemble: average the network over four flips of its input at every step
-            (:mod:`mmfuse_cli.sampling.ensemble`): about 4x the time for +0.03 to +0.25 dB on the restored sources.
+            (:mod:`mmfuse_cli.sampling.ensemble`): about 4x the network time for a small gain (docs/BENCHMARKS.md, "Flip self-ensemble").
         backend: where the network runs: ``auto`` (torch on CUDA; on the CPU the fastest installed of
             openvino, onnxruntime, torch), ``torch``, ``openvino`` or ``onnxruntime`` (CPU, fp32; optional extras).
-        max_memory: peak memory budget in bytes (>= 256 MiB; ``None``: no bound) that picks tiles automatically
+        max_memory: peak memory budget in bytes (>= :data:`MIN_MEMORY`, 608 MiB; ``None``: no bound) that picks tiles automatically
             when a pair would exceed it (:mod:`mmfuse_cli.engine.memory`); ``tile`` overrides it.
 
     Raises:
@@ -72,16 +75,22 @@ class FuseConfig:
             raise InvalidValueError(
                 "damping", f"must be one of {', '.join(DAMPING_MODES)}, got {self.damping!r}"
             )
-        if self.backend not in BACKENDS:
-            raise InvalidValueError("backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend not in BACKEND_CHOICES:
+            raise InvalidValueError(
+                "backend", f"must be one of {', '.join(BACKEND_CHOICES)}, got {self.backend!r}"
+            )
         if self.max_memory is not None and self.max_memory < MIN_MEMORY:
             raise InvalidValueError(
                 "max_memory", f"must be >= {MIN_MEMORY // 2**20} MiB, got {self.max_memory / 2**20:.0f} MiB"
             )
 
+    def steps_for(self, model: ModelConfig) -> int:
+        """The sampler steps T of a run: as configured, else as ``model`` was trained (the one place this is
+        decided)."""
+        return self.steps or model.steps
+
 
 __all__ = [
-    "BACKENDS",
     "DEFAULT_MAX_MEMORY",
     "MAX_STEPS",
     "MIN_MEMORY",

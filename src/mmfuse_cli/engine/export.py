@@ -22,12 +22,14 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from mmfuse_cli.files import atomic_write_bytes, atomic_write_text
 from mmfuse_cli.model.network import FusionUNet
+from mmfuse_cli.weights.resolve import sha256_file
 
 logger = logging.getLogger("mmfuse.export")
 
@@ -54,14 +56,6 @@ def network_sha256(net: FusionUNet) -> str:
         t = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         digest.update(t.numpy().tobytes())
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 
@@ -105,8 +99,11 @@ def export_onnx(net: FusionUNet, path: Path) -> None:
 Builder = Callable[[Path], list[Path]]
 """Writes an entry's files into a (temporary) folder and returns them; the cache moves them into place."""
 
+T = TypeVar("T")
+"""What a cache entry loads as (:func:`cached_entry` returns ``load``'s result)."""
 
-def cached_entry(key: str, build: Builder, load: Callable[[list[Path]], object]) -> object:
+
+def cached_entry(key: str, build: Builder, load: Callable[[list[Path]], T]) -> T:
     """``load(files)`` of the cache entry ``key``, building (or rebuilding) it with ``build`` when it is missing,
     does not match its sidecar, or fails to load.
 
@@ -130,7 +127,7 @@ def cached_entry(key: str, build: Builder, load: Callable[[list[Path]], object])
         for path in built:
             final = folder / f"{key}{''.join(path.suffixes) or '.bin'}"
             atomic_write_bytes(final, path.read_bytes())
-            record[final.name] = file_sha256(final)
+            record[final.name] = sha256_file(final)
         atomic_write_text(sidecar, json.dumps({"key": key, "files": record}, indent=1) + "\n")
     finally:
         for leftover in staging.iterdir():
@@ -144,7 +141,7 @@ def _valid_files(folder: Path, sidecar: Path) -> list[Path] | None:
     try:
         record = json.loads(sidecar.read_text())["files"]
         files = [folder / name for name in record]
-        if not files or any(file_sha256(p) != digest for p, digest in zip(files, record.values())):
+        if not files or any(sha256_file(p) != digest for p, digest in zip(files, record.values())):
             logger.warning("export cache entry %s is stale or corrupt; rebuilding", sidecar.stem)
             return None
         return files
@@ -169,6 +166,5 @@ __all__ = [
     "cached_entry",
     "entry_key",
     "export_onnx",
-    "file_sha256",
     "network_sha256",
 ]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+from mmfuse_cli.engine.backends import BACKENDS
+
 MIB = 2**20
 BASE = 480 * MIB
 """Measured 380-480 MB (torch, OpenVINO, ONNX Runtime)."""
@@ -26,9 +28,14 @@ WHOLE = 127
 """Bytes per output pixel: measured 96 at 2560x1920 with torch (34 at 1280x960) and 127 at 4000x3000 with
 OpenVINO in 448-pixel tiles (2041 MiB peak, docs/BENCHMARKS.md, Speed); the larger one is kept. At 12 Mpx this
 part alone is 1.45 GiB, so such a pair gets the smallest tile, :data:`MIN_AUTO_TILE`."""
-WORK = {"torch": 350, "openvino": 420, "onnxruntime": 850}
-"""Bytes per sampled pixel, measured (slope 640x480 -> 1280x960, minus ``WHOLE``): 330, 420, 840. OpenVINO is
-compiled per shape (static memory plan; dynamic shapes cost 1370); ONNX Runtime's arena keeps more."""
+
+
+def work_bytes(backend: str) -> int:
+    """``WORK``: bytes per sampled pixel of ``backend`` (:attr:`BackendSpec.work_bytes`; measured as the slope
+    640x480 -> 1280x960, minus ``WHOLE``)."""
+    return BACKENDS[backend].work_bytes
+
+
 MARGIN = 0.85
 """Fraction of the budget the model may plan for (the rest absorbs allocator slack and the machine's noise)."""
 MIN_AUTO_TILE = 256
@@ -37,7 +44,15 @@ MIN_AUTO_TILE = 256
 def peak_estimate(pixels: int, tile_pixels: int, batch: int, backend: str) -> float:
     """Modelled peak RSS in bytes for ``batch`` pairs of ``pixels`` output pixels run in tiles of
     ``tile_pixels`` (the whole image when larger)."""
-    return BASE + batch * (WHOLE * pixels + WORK[backend] * min(pixels, tile_pixels))
+    return BASE + batch * (WHOLE * pixels + work_bytes(backend) * min(pixels, tile_pixels))
+
+
+def minimum_peak(pixels: int, batch: int = 1, halo: int = 32) -> float:
+    """The modelled peak RSS in bytes of a pair of ``pixels`` output pixels in the smallest automatic tiles, on
+    the hungriest backend: what no tiling can go below."""
+    tile = (MIN_AUTO_TILE + 2 * halo) ** 2
+    work = max(spec.work_bytes for spec in BACKENDS.values())
+    return BASE + batch * (WHOLE * pixels + work * min(pixels, tile))
 
 
 def auto_tile(
@@ -50,9 +65,18 @@ def auto_tile(
     if max_memory is None or peak_estimate(pixels, pixels, batch, backend) <= MARGIN * max_memory:
         return None
     room = MARGIN * max_memory - BASE - batch * WHOLE * pixels
-    side = math.isqrt(max(0, int(room / (batch * WORK[backend])))) if room > 0 else 0
+    side = math.isqrt(max(0, int(room / (batch * work_bytes(backend))))) if room > 0 else 0
     tile = max(MIN_AUTO_TILE, (side - 2 * halo) // 64 * 64)
     return tile if tile < max(height, width) else None
 
 
-__all__ = ["BASE", "MARGIN", "MIN_AUTO_TILE", "WHOLE", "WORK", "auto_tile", "peak_estimate"]
+__all__ = [
+    "BASE",
+    "MARGIN",
+    "MIN_AUTO_TILE",
+    "WHOLE",
+    "auto_tile",
+    "minimum_peak",
+    "peak_estimate",
+    "work_bytes",
+]

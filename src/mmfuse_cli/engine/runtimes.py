@@ -6,34 +6,21 @@ and calls it once per step (four times with the flip ensemble); it builds the st
 (:meth:`~mmfuse_cli.model.network.FusionUNet.condition`) and runs the exported graph
 (:mod:`mmfuse_cli.engine.export`) on the tensors' memory, fp32.
 
-Measured on a 2-core CPU (docs/BENCHMARKS.md, Speed): one 640x480 network call takes about 0.19 s on OpenVINO
-and 0.31 s on ONNX Runtime against 0.43 s in torch (channels-last); outputs agree with torch within 1e-5.
+How much faster each runtime is than torch depends on the CPU (docs/BENCHMARKS.md, Speed); outputs agree with
+torch within 1e-5.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mmfuse_cli.engine.backends import BACKENDS
 from mmfuse_cli.engine.export import INPUT_NAMES, cached_entry, entry_key, export_onnx
 from mmfuse_cli.model.network import FusionUNet
 from mmfuse_cli.sampling.sampler import DenoiserInputs
-
-RUNTIME_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
-"""Backend name -> the Python distribution that provides it."""
-EXTRAS = {"openvino": "openvino", "onnxruntime": "onnx"}
-"""Backend name -> the mmfuse extra that installs it (``pip install 'mmfuse[onnx]'``)."""
-
-
-def runtime_version(name: str) -> str | None:
-    """The installed version of runtime ``name`` (``openvino``, ``onnxruntime``), or None when it is absent."""
-    try:
-        return importlib.metadata.version(RUNTIME_PACKAGES[name])
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def onnx_file(net: FusionUNet) -> Path:
@@ -154,21 +141,16 @@ class OpenVinoDenoiser(RuntimeDenoiser):
         return result[compiled.output(0)], result[compiled.output(1)]
 
 
-DENOISERS = {"openvino": OpenVinoDenoiser, "onnxruntime": OnnxRuntimeDenoiser}
-
-
 def runtime_denoiser(name: str, net: FusionUNet, threads: int | None = None) -> RuntimeDenoiser:
-    """The network of ``net`` on runtime ``name`` (``openvino``, ``onnxruntime``), exporting it if needed."""
-    return DENOISERS[name](net, threads or torch.get_num_threads())
+    """The network of ``net`` on runtime ``name`` (``openvino``, ``onnxruntime``: its
+    :class:`~mmfuse_cli.engine.backends.BackendSpec`), exporting it if needed."""
+    return BACKENDS[name].denoiser_class()(net, threads or torch.get_num_threads())
 
 
 __all__ = [
-    "DENOISERS",
-    "EXTRAS",
     "OnnxRuntimeDenoiser",
     "OpenVinoDenoiser",
     "RuntimeDenoiser",
     "onnx_file",
     "runtime_denoiser",
-    "runtime_version",
 ]

@@ -15,8 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from mmfuse_cli.degradation.grid import project_to_grid
 from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.sampling.correction import project_onto_grids
 from mmfuse_cli.sampling.sampler import SampleOutput
 
 SampleFn = Callable[[torch.Tensor, torch.Tensor], SampleOutput]
@@ -66,12 +66,8 @@ def sample_tiled(
             weight[..., top : top + th, left : left + tw] += ramp
     acc.div_(weight)  # in place: a 4000x3000 batch holds no second copy of the four planes
     x1, x2, f, m = acc[:, 0:1], acc[:, 1:2], acc[:, 2:3], acc[:, 3:4]
-    if deg_a.grid > 1 or deg_b.grid > 1:
-        # the blend ramps mix neighbouring tiles pixel by pixel: put the sources back on their grids, and move
-        # the fused image with them as the sampler's correction does
-        x1_grid, x2_grid = project_to_grid(x1, deg_a.grid), project_to_grid(x2, deg_b.grid)
-        f = f + m * (x1_grid - x1) + (1 - m) * (x2_grid - x2)
-        x1, x2 = x1_grid, x2_grid
+    # the blend ramps mix neighbouring tiles pixel by pixel: back onto the grids, as the sampler's correction does
+    x1, x2, f = project_onto_grids(x1, x2, f, m, deg_a.grid, deg_b.grid)
     return SampleOutput(x1, x2, f, m)
 
 

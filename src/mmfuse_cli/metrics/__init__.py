@@ -1,4 +1,4 @@
-"""Objective image-fusion metrics, each following a named reference toolbox (see ``metrics-spec.md``).
+"""Objective image-fusion metrics, each following a named reference toolbox (see docs/METRICS.md).
 
 One function per metric: gray float arrays in [0, 1] (the mmfuse convention) in, a float out; internally the
 0..255 scale of the toolboxes. Default convention: CDD (CDDFuse's ``Evaluator.py``); ``tang``, ``vifb`` variants
@@ -42,6 +42,7 @@ from mmfuse_cli.metrics.pixel import cc, mse, psnr, psnr_fused_reference, psnr_r
 from mmfuse_cli.metrics.registry import (
     CLEAN,
     DEFAULT,
+    HIGHER_IS_BETTER,
     LIU_SET,
     NO_REFERENCE,
     REGISTRY,
@@ -57,6 +58,7 @@ __all__ = [
     "CLEAN",
     "CONVENTIONS",
     "DEFAULT",
+    "HIGHER_IS_BETTER",
     "LIU_SET",
     "NO_REFERENCE",
     "REGISTRY",

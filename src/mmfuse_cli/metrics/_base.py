@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 Convention = Literal["cdd", "tang", "vifb", "liu"]
-"""Which reference toolbox a metric reproduces (see ``/work/shared/metrics-spec.md``, section 0):
+"""Which reference toolbox a metric reproduces (see docs/METRICS.md):
 
 * ``cdd``  - the Python ``Evaluator.py`` of CDDFuse (the most copied evaluator of recent MMIF papers);
 * ``tang`` - Linfeng Tang's MATLAB toolbox (SeAFusion / PIAFusion lineage);

@@ -1,6 +1,6 @@
 """No-reference metrics of the fused image alone: EN, SD, SF, AG (all: higher is better).
 
-Caveat (metrics-spec.md, section 1): noise raises all four, so on degraded data report them next to a
+Caveat (docs/METRICS.md, "Degraded inputs"): noise raises all four, so on degraded data report them next to a
 source-referenced metric.
 """
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 
 from mmfuse_cli.io import to_gray
 from mmfuse_cli.metrics import gradient, information, no_reference, perceptual, phase, pixel, structural, vif
 from mmfuse_cli.metrics._base import CONVENTIONS, check_images
+
+Against = Literal["auto", "given", "clean"]
+"""What the source-referenced metrics compare F with (:func:`compute_metrics`'s ``against``)."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,6 @@ class Metric:
     value_range: tuple[float, float]
     variants: tuple[str, ...] = ()
     follows: str = "CDD"
-
-    @property
-    def needs_sources(self) -> bool:
-        return self.kind != "nr"
 
     def __call__(self, *images: np.ndarray, convention: str = "cdd") -> float:
         if self.variants:
@@ -85,6 +84,9 @@ _METRICS = [
 
 REGISTRY: dict[str, Metric] = {m.name: m for m in _METRICS}
 """All metrics by column name, in the canonical column order."""
+
+HIGHER_IS_BETTER: dict[str, bool] = {name: metric.higher_is_better for name, metric in REGISTRY.items()}
+"""Metric name -> higher is better (the HTML report's best / worst and bold bests)."""
 
 NO_REFERENCE: tuple[str, ...] = ("EN", "SD", "SF", "AG")
 """Metrics of the fused image alone (what ``mmfuse run`` always reports)."""
@@ -147,6 +149,12 @@ def resolve_names(spec: str | Iterable[str]) -> list[str]:
     return out
 
 
+@overload
+def _prepare(img: np.ndarray, quantize: bool) -> np.ndarray: ...
+@overload
+def _prepare(img: None, quantize: bool) -> None: ...
+@overload
+def _prepare(img: np.ndarray | None, quantize: bool) -> np.ndarray | None: ...
 def _prepare(img: np.ndarray | None, quantize: bool) -> np.ndarray | None:
     if img is None:
         return None
@@ -180,7 +188,7 @@ def compute_metrics(
     a_clean: np.ndarray | None = None,
     b_clean: np.ndarray | None = None,
     convention: str = "cdd",
-    against: Literal["auto", "given", "clean"] = "auto",
+    against: Against = "auto",
     quantize: bool = True,
 ) -> dict[str, float]:
     """Compute the named metrics of one fused image.

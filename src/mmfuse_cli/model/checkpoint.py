@@ -88,7 +88,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> FusionMod
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: tensor {name} contains NaN or inf")
-    model.metadata = meta  # type: ignore[attr-defined]
+    model.metadata = meta
     return model.to(device).eval()
 
 

@@ -12,69 +12,13 @@ The checkpoint file format is :mod:`mmfuse_cli.model.checkpoint`.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, fields
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmfuse_cli.model.config import ABSENT_IN_OLD_CHECKPOINTS, ARCHITECTURE_DEFAULTS, COND_DIM, ModelConfig
 from mmfuse_cli.sampling.sampler import DenoiserInputs
 from mmfuse_cli.sampling.schedule import SamplerParameters
-
-COND_DIM = 8  # 6 degradation descriptors + noise level + k/T (+ 2 quantisation levels if quantisation-aware)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters of :class:`FusionUNet` and the sampler (stored in checkpoint metadata).
-
-    Attributes:
-        base_channels: channels at full resolution (doubles per level).
-        levels: resolution levels (input size must be a multiple of ``2 ** (levels - 1)``).
-        blocks_per_level: residual blocks per level on the way down and up.
-        steps: sampler steps T the model was trained with.
-        task: ``ivif`` or ``mif``.
-        quantisation_aware: the network and the damping also see each observation's quantisation ``q``
-            (:attr:`mmfuse_cli.degradation.spec.Degradation.quantisation`); checkpoints older than this field are not.
-        exact_final_fusion: the sampler's last step applies the (noise-free) fusion constraint undamped, so the
-            fused image is exactly ``m x1 + (1-m) x2`` of the restored sources (see
-            :class:`mmfuse_cli.sampling.schedule.SamplerParameters`); checkpoints older than this field do not.
-        bottom_blocks: extra residual blocks at the deepest (coarsest) level, after its ``blocks_per_level``;
-            each costs about as much compute as a block at any other level; checkpoints older than this field
-            have none.
-        top_blocks: extra residual blocks at the working resolution, after the last up-sampling level's blocks
-            and before the head; checkpoints older than this field have none.
-        unshuffle: the working resolution is the input's divided by this factor (1 or 2): the input is
-            pixel-unshuffled (``5 x unshuffle^2`` channels) before the stem and the head's output pixel-shuffled
-            back, so a wide network (v2: 64 channels) costs what a 4x narrower one costs at full resolution
-            (FFDNet's front end). 1 is the v1 architecture; checkpoints older than this field have 1.
-        max_channels: channels stop doubling at this width (0: no cap), so the coarse levels of a wide network do
-            not hold most of its parameters; checkpoints older than this field have no cap.
-    """
-
-    base_channels: int = 16
-    levels: int = 3
-    blocks_per_level: int = 1
-    steps: int = 3
-    task: str = "ivif"
-    quantisation_aware: bool = False
-    exact_final_fusion: bool = False
-    bottom_blocks: int = 0
-    top_blocks: int = 0
-    unshuffle: int = 1
-    max_channels: int = 0
-
-    @property
-    def cond_dim(self) -> int:
-        """Length of the network's conditioning vector."""
-        return COND_DIM + (2 if self.quantisation_aware else 0)
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelConfig:
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class FiLMResBlock(nn.Module):
@@ -132,6 +76,7 @@ class FusionUNet(nn.Module):
         self.top_blocks = nn.ModuleList(FiLMResBlock(chans[0], 32) for _ in range(config.top_blocks))
         self.head = nn.Conv2d(chans[0], 4 * factor**2, 3, padding=1)
         nn.init.zeros_(self.head.weight)
+        assert self.head.bias is not None  # a Conv2d has a bias unless built with bias=False
         nn.init.zeros_(self.head.bias)
 
     def forward(self, z: torch.Tensor, inputs: DenoiserInputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,7 +112,7 @@ class FusionUNet(nn.Module):
         h = self.stem(h)
         skips = []
         for i, blocks in enumerate(self.down_blocks):
-            for block in blocks:
+            for block in blocks:  # type: ignore[attr-defined]  # nested ModuleList, typed Module by torch
                 h = block(h, cond)
             if i < len(self.downsamplers):
                 skips.append(h)
@@ -175,7 +120,7 @@ class FusionUNet(nn.Module):
         for up, merge, blocks in zip(self.upsamplers, self.merges, self.up_blocks):
             h = F.silu(up(F.interpolate(h, scale_factor=2.0, mode="nearest")))
             h = merge(torch.cat([h, skips.pop()], dim=1))
-            for block in blocks:
+            for block in blocks:  # type: ignore[attr-defined]  # nested ModuleList, typed Module by torch
                 h = block(h, cond)
         for block in self.top_blocks:
             h = block(h, cond)
@@ -188,6 +133,9 @@ class FusionUNet(nn.Module):
 class FusionModel(nn.Module):
     """The trainable whole: network + learned sampler parameters, with its config."""
 
+    metadata: dict[str, str]
+    """A loaded checkpoint's header metadata: set by :func:`mmfuse_cli.model.checkpoint.load_checkpoint` only."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -198,4 +146,12 @@ class FusionModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-__all__ = ["COND_DIM", "FiLMResBlock", "FusionModel", "FusionUNet", "ModelConfig"]
+__all__ = [
+    "ABSENT_IN_OLD_CHECKPOINTS",
+    "ARCHITECTURE_DEFAULTS",
+    "COND_DIM",
+    "FiLMResBlock",
+    "FusionModel",
+    "FusionUNet",
+    "ModelConfig",
+]

@@ -1,1 +1,1 @@
-"""Per-item result rows (CSV, JSON Lines), the human output on stderr, and the static HTML report."""
+"""The static HTML report of a run or of an evaluate comparison (``mmfuse report``, ``run --html-report``)."""

@@ -40,6 +40,12 @@ class ReportResult:
     missing: int
     notes: list[str] = field(default_factory=list)
 
+    def summary_line(self) -> str:
+        """``report: 4 pair(s), 1 failed, 7 thumbnail(s) -> OUT/report/index.html``."""
+        what = "row(s)" if self.kind == "compare" else "pair(s)"
+        missing = f", {self.missing} image(s) missing" if self.missing else ""
+        return f"report: {self.rows} {what}, {self.failures} failed, {self.thumbs} thumbnail(s){missing} -> {self.index}"
+
 
 def locate(target: Path) -> tuple[Path | None, Path | None, Path]:
     """``(run folder or None, table or None, default report folder)`` for a run folder or a table file.

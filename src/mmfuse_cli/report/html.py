@@ -14,12 +14,10 @@ import json
 from importlib import resources
 from typing import Any
 
-ASSETS = ("report.css", "report.js")
-
 
 def asset(name: str) -> str:
     """The text of a package data file under ``mmfuse_cli/report/assets``."""
-    return resources.files("mmfuse_cli.report").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files("mmfuse_cli.report").joinpath("assets").joinpath(name).read_text(encoding="utf-8")
 
 
 def embed_json(data: Any) -> str:

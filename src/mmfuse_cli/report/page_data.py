@@ -172,7 +172,7 @@ def build_page_data(
     metrics = metric_columns(table, directions)
     higher = {m: directions.get(m, True) for m in metrics}
     groups = {side: source_columns(table.columns, side) for side in ("a", "b")}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for raw in table.rows:
         if raw.get("status") in SUMMARY_ITEMS:
             continue

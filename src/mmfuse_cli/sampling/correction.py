@@ -1,4 +1,4 @@
-"""The joint observation correction of DESIGN.md: one projection step towards all three constraints at once.
+"""The joint observation correction of DRFusion (docs/ARCHITECTURE.md): one projection step towards all three constraints at once.
 
 ``A1 x1 = y1``, ``A2 x2 = y2`` (the degradations) and ``m x1 + (1-m) x2 - f = 0`` (the learned fusion operator),
 each row solved for its own unknown through the pseudo-inverse, damped per sample.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from mmfuse_cli.degradation.grid import project_to_grid
 from mmfuse_cli.sampling.observation import ObservationBatch
 
 
@@ -21,7 +22,7 @@ def joint_correction(
     lam_fusion: torch.Tensor | None = None,
     on_grid: bool = False,
 ) -> torch.Tensor:
-    """Project ``z0 = [x1, x2, f]`` towards the joint constraint set (DESIGN.md).
+    """Project ``z0 = [x1, x2, f]`` towards the joint constraint set.
 
     ``x_i' = x_i - lam_i A_i+ r_i``; ``f' = f - (m lam1 A1+ r1 + (1-m) lam2 A2+ r2 - lam_f r3)`` with
     ``r3 = m x1 + (1-m) x2 - f``. The fusion row's ``lam_f`` defaults to the mean of the two damping factors per
@@ -55,4 +56,18 @@ def joint_correction(
     return torch.cat([x1n, x2n, fn], dim=1)
 
 
-__all__ = ["joint_correction"]
+def project_onto_grids(
+    x1: torch.Tensor, x2: torch.Tensor, f: torch.Tensor, m: torch.Tensor, grid1: int, grid2: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Both restored sources ``(N, 1, H, W)`` put on their pixel grids (``grid`` > 1: stored in ``grid x grid``
+    blocks), and the fused image moved by the weighted change of each, as :func:`joint_correction` does with
+    ``on_grid``: ``f' = f + m (P1 x1 - x1) + (1 - m) (P2 x2 - x2)``, so ``f = m x1 + (1-m) x2`` still holds after.
+    For estimates that left the grids after sampling (tiles blended pixel by pixel)."""
+    if grid1 <= 1 and grid2 <= 1:
+        return x1, x2, f
+    x1_grid, x2_grid = project_to_grid(x1, grid1), project_to_grid(x2, grid2)
+    f = f + m * (x1_grid - x1) + (1 - m) * (x2_grid - x2)
+    return x1_grid, x2_grid, f
+
+
+__all__ = ["joint_correction", "project_onto_grids"]

@@ -6,10 +6,8 @@ flipped left-right, flipped top-bottom, and both, each flipped back before avera
 blur, block-average downsampling on an even grid) commute with these flips, so the whole sampler becomes
 flip-equivariant: fusing a mirrored pair gives the mirrored result.
 
-Cost: four network evaluations per step instead of one (about 4x the network time of ``mmfuse run``). Gain,
-measured on the held-out validation pairs (``bench/validation_scenarios.py --flip-ensemble``, 6 pairs per task,
-dB of the restored sources over the plain model): +0.05 to +0.19 in all 12 task x scenario x source cells, and
-+0.03 to +0.25 on the test splits (docs/BENCHMARKS.md, "Flip self-ensemble").
+Cost: four network evaluations per step instead of one (about 4x the network time of ``mmfuse run``). Gain and
+cost: docs/BENCHMARKS.md, "Flip self-ensemble" (chosen on validation pairs, then checked on the test splits).
 """
 
 from __future__ import annotations
@@ -45,7 +43,8 @@ class FlipEnsemble(nn.Module):
         self.size_multiple = getattr(denoiser, "size_multiple", 1)
 
     def forward(self, z: torch.Tensor, inputs: DenoiserInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        e_sum = m_sum = None
+        e_sum: torch.Tensor | None = None
+        m_sum: torch.Tensor | None = None
         for left_right, top_bottom in FLIPS:
             flipped = dataclasses.replace(
                 inputs,
@@ -56,6 +55,7 @@ class FlipEnsemble(nn.Module):
             e, m = _flip(e, left_right, top_bottom), _flip(m, left_right, top_bottom)
             e_sum = e if e_sum is None else e_sum + e
             m_sum = m if m_sum is None else m_sum + m
+        assert e_sum is not None and m_sum is not None  # FLIPS is a non-empty constant
         return e_sum / len(FLIPS), m_sum / len(FLIPS)
 
 

@@ -39,6 +39,11 @@ class Observation:
     def __post_init__(self) -> None:
         self.op = build_operator(self.degradation)
 
+    def pinv_on_grid(self) -> torch.Tensor:
+        """``A+ y`` on the output grid, put on the source's pixel grid (``Degradation.grid``), for any number of
+        channels ``(N, C, h, w)`` (the chroma of a colour source goes to the output grid this way)."""
+        return project_to_grid(self.op.pinv(self.y), self.degradation.grid)
+
     @property
     def bits(self) -> int:
         """Bit depth of the integer samples ``y`` was read from (0 = exact values)."""

@@ -1,4 +1,4 @@
-"""The few-step joint-observation-correction DDIM sampler of DRFusion (see DESIGN.md), independent of any network.
+"""The few-step joint-observation-correction DDIM sampler of DRFusion (docs/ARCHITECTURE.md, "The method in short"), independent of any network.
 
 State ``z = [x1, x2, f]`` (3 channels on the H x W output grid): the two restored sources and the fused image.
 The sampler only needs a *denoiser*: any callable ``denoiser(z, inputs) -> (e, m)`` that returns the noise
@@ -139,14 +139,13 @@ class DDIMSampler:
             )
         n, device = c1.shape[0], c1.device
         abar = self.params.abar(self.steps).to(device)
-        damping_params = tuple(
-            None if t is None else t.to(device) for t in self.params.damping_params(self.steps)
-        )
+        u, v, w = self.params.damping_params(self.steps)
+        damping_params = (u.to(device), v.to(device), None if w is None else w.to(device))
         run = SamplerRun(
             obs1=obs1,
             obs2=obs2,
             abar=abar,
-            damping_params=damping_params,  # type: ignore[arg-type]
+            damping_params=damping_params,
             sigma=torch.stack([obs1.sigmas(n, device), obs2.sigmas(n, device)], dim=1),
             quantisation=torch.stack([obs1.quantisation(n, device), obs2.quantisation(n, device)], dim=1),
             blur=torch.stack([obs1.blur_features(n, device), obs2.blur_features(n, device)], dim=1),

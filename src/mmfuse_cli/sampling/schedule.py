@@ -1,7 +1,7 @@
 """The learned schedule and damping of the few-step sampler (an ``nn.Module`` stored in every checkpoint).
 
 ``abar_k`` is the cumulative schedule (``abar_0 = 1``); ``lam_k,i`` the damping of step k's observation correction
-for source i. :func:`ddnm_lambda` is the DDNM+ rule of DESIGN.md, kept for comparison (``--damping ddnm``).
+for source i. :func:`ddnm_lambda` is the DDNM+ rule, kept for comparison (``--damping ddnm``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ class SamplerParameters(nn.Module):
     """The learned parts of the sampler: per-step schedule and noise-aware damping.
 
     * schedule: ``alpha_k = sigmoid(alpha_logit_k)`` in (0, 1), ``abar_k = prod_{j<=k} alpha_j``, ``abar_0 = 1``;
-    * damping: ``lam_k,i = sigmoid(u_k,i - v_k,i * sigma_i / 0.05)`` per step k and source i (DESIGN.md run B;
+    * damping: ``lam_k,i = sigmoid(u_k,i - v_k,i * sigma_i / 0.05)`` per step k and source i (the learned damping, docs/TRAINING.md "Setup";
       initialised at u = 1, v = 3: lam = 0.73 for clean, 0.12 at sigma = 0.05). A quantisation-aware sampler
       subtracts ``w_k,i,0 q_i + w_k,i,1 q_i b_i`` too (``q``: quantisation, ``b = blur / 2.5``), so that it can
       trust rounded, deblurred data less than exact data; ``w`` starts at 0 (no change).
@@ -28,7 +28,7 @@ class SamplerParameters(nn.Module):
     ``exact_final_fusion``: the damping exists because the observations are noisy, but the fusion row
     ``m x1 + (1-m) x2 - f = 0`` carries no noise. With this flag the last step applies that row undamped
     (``lam = 1``), so the fused output is exactly ``m x1' + (1-m) x2'`` of the restored sources returned with it;
-    without it the fusion row uses the sources' mean damping at every step (DESIGN.md as written).
+    without it the fusion row uses the sources' mean damping at every step (the original DRFusion sampler).
     """
 
     def __init__(self, steps: int = 3, quantisation_aware: bool = False, exact_final_fusion: bool = False):

@@ -2,7 +2,7 @@
 
 Clean aligned pairs are cropped at random, each source of each sample is degraded on the fly with its own
 random operator (noise sigma 0-0.10, blur std 0-2.5, scale 1/2/4 and their composites; the draws of
-:mod:`mmfuse_cli.degradation.draws`), the T-step sampler runs, and the loss of DESIGN.md is taken on its output:
+:mod:`mmfuse_cli.degradation.draws`), the T-step sampler runs, and the DRFusion paper's loss (docs/TRAINING.md, "Setup") is taken on its output:
 
 * IVIF: ``S + 5 |f - max(x1c, x2c)| + 1 | |grad f| - max(|grad x1c|, |grad x2c|) |``
 * MIF:  ``S + w_ssim [(1 - SSIM(f, x1c)) + (1 - SSIM(f, x2c))] + 5 |f - max(x1c, x2c)|`` (``w_ssim`` = 1, the authors')

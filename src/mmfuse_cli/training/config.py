@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 from mmfuse_cli.degradation.draws import kind_probabilities
 from mmfuse_cli.errors import InvalidValueError
-from mmfuse_cli.model.network import ModelConfig
-from mmfuse_cli.tasks import TASKS
+from mmfuse_cli.model.config import ABSENT_IN_OLD_CHECKPOINTS, ARCHITECTURE_DEFAULTS, ModelConfig
+from mmfuse_cli.tasks import DEFAULT_TASK, TASKS, Task, check_task
 
 SOURCE_LOSSES = ("l1", "log", "logrmse")  # TrainConfig.src_loss, see losses.fusion_loss
 
-# Training splits under a data root laid out as ../shared/data (see its README): (a_dir, b_dir) relative paths.
+# Training splits under a data root laid out as docs/TRAINING.md ("Data layout") says: (a_dir, b_dir) relative paths.
 TASK_SPLITS: dict[str, list[tuple[str, str]]] = {
     "ivif": [
         ("tno/train/ir", "tno/train/vi"),
@@ -38,7 +38,7 @@ class TrainConfig:
             ``single_fraction``).
     """
 
-    task: str = "ivif"
+    task: Task = DEFAULT_TASK
     data: str = "../shared/data"
     # [[a_dir, b_dir], ...] instead of data's task splits
     folders: list[list[str]] = field(default_factory=list)
@@ -102,8 +102,7 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise InvalidValueError("task", f"must be one of {', '.join(TASKS)}, got {self.task!r}")
+        self.task = check_task(self.task)
         if self.src_loss not in SOURCE_LOSSES:
             raise InvalidValueError(
                 "src_loss", f"must be one of {', '.join(SOURCE_LOSSES)}, got {self.src_loss!r}"
@@ -127,16 +126,18 @@ class TrainConfig:
                 raise InvalidValueError("kind_weights", str(exc)) from None
 
 
-ARCHITECTURE_DEFAULTS = {
-    "base_channels": 16,
-    "levels": 4,
-    "blocks_per_level": 1,
-    "bottom_blocks": 0,
-    "top_blocks": 0,
-    "unshuffle": 1,
-    "max_channels": 0,
-    "sampler_steps": 3,
+ARCHITECTURE_FIELDS: dict[str, str] = {
+    "base_channels": "base_channels",
+    "levels": "levels",
+    "blocks_per_level": "blocks_per_level",
+    "bottom_blocks": "bottom_blocks",
+    "top_blocks": "top_blocks",
+    "unshuffle": "unshuffle",
+    "max_channels": "max_channels",
+    "sampler_steps": "steps",
 }
+"""TrainConfig's architecture fields -> the :class:`ModelConfig` field each sets (defaults:
+:data:`mmfuse_cli.model.network.ARCHITECTURE_DEFAULTS`)."""
 
 
 def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfig:
@@ -145,16 +146,18 @@ def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfi
     ``known`` is the architecture of the run being resumed or of the ``init_from`` checkpoint, so that fine-tuning
     or resuming needs no architecture flags, while an explicit value (e.g. more ``blocks_per_level``) wins.
     """
-    for name, default in ARCHITECTURE_DEFAULTS.items():
+    for name, model_field in ARCHITECTURE_FIELDS.items():
         if getattr(cfg, name) is None:
-            from_known = getattr(known, "steps" if name == "sampler_steps" else name) if known else None
-            setattr(cfg, name, from_known if from_known is not None else default)
+            from_known = getattr(known, model_field) if known else None
+            setattr(cfg, name, from_known if from_known is not None else ARCHITECTURE_DEFAULTS[model_field])
     if cfg.quantisation_aware is None:
-        cfg.quantisation_aware = True
+        cfg.quantisation_aware = bool(ARCHITECTURE_DEFAULTS["quantisation_aware"])
     if cfg.exact_final_fusion is None:
-        cfg.exact_final_fusion = known.exact_final_fusion if known else False
+        cfg.exact_final_fusion = (
+            known.exact_final_fusion if known else bool(ARCHITECTURE_DEFAULTS["exact_final_fusion"])
+        )
     return architecture_config(
-        {name: getattr(cfg, name) for name in ARCHITECTURE_DEFAULTS},
+        {name: getattr(cfg, name) for name in ARCHITECTURE_FIELDS},
         cfg.task,
         cfg.quantisation_aware,
         cfg.exact_final_fusion,
@@ -162,14 +165,17 @@ def fill_architecture(cfg: TrainConfig, known: ModelConfig | None) -> ModelConfi
 
 
 def architecture_config(
-    values: dict, task: str, quantisation_aware: bool, exact_final_fusion: bool
+    values: dict, task: Task, quantisation_aware: bool, exact_final_fusion: bool
 ) -> ModelConfig:
-    """The :class:`ModelConfig` of architecture ``values`` named as in :data:`ARCHITECTURE_DEFAULTS` (a
-    TrainConfig's fields); a name missing or ``None`` takes its default (runs from before the field existed)."""
+    """The :class:`ModelConfig` of architecture ``values`` named as TrainConfig's fields
+    (:data:`ARCHITECTURE_FIELDS`); a name missing or ``None`` takes what it means in a run from before the field
+    existed (:data:`~mmfuse_cli.model.network.ABSENT_IN_OLD_CHECKPOINTS`, else the default)."""
     arch = {}
-    for name, default in ARCHITECTURE_DEFAULTS.items():
+    for name, model_field in ARCHITECTURE_FIELDS.items():
         value = values.get(name)
-        arch["steps" if name == "sampler_steps" else name] = int(default if value is None else value)
+        if value is None:
+            value = ABSENT_IN_OLD_CHECKPOINTS.get(model_field, ARCHITECTURE_DEFAULTS[model_field])
+        arch[model_field] = int(value)
     return ModelConfig(
         **arch, task=task, quantisation_aware=quantisation_aware, exact_final_fusion=exact_final_fusion
     )

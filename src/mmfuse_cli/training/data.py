@@ -21,7 +21,6 @@ from mmfuse_cli.degradation.synth import degrade_tensor
 from mmfuse_cli.io import is_image_file, read_image, to_gray
 from mmfuse_cli.pairing import pair_folders
 from mmfuse_cli.sampling.observation import Observation, ObservationBatch
-from mmfuse_cli.tasks import TASKS
 from mmfuse_cli.training.config import TASK_SPLITS, TrainConfig
 
 
@@ -38,8 +37,6 @@ def training_folders(cfg: TrainConfig) -> list[tuple[Path, Path]]:
     """The (a_dir, b_dir) folders a run trains on: ``cfg.folders`` if given, else the task's splits under ``data``."""
     if cfg.folders:
         return [(Path(a), Path(b)) for a, b in cfg.folders]
-    if cfg.task not in TASKS:
-        raise ValueError(f"unknown task {cfg.task!r} (expected one of {', '.join(TASKS)})")
     root = Path(cfg.data)
     return [(root / a, root / b) for a, b in TASK_SPLITS[cfg.task]]
 
@@ -152,7 +149,7 @@ def random_crops(
     ``zoom_fraction``: the share of crops cut from a smaller window that is enlarged by a random factor in
     ``[1.25, max_zoom]`` (bilinear or bicubic, both sources alike), so that the clean targets include
     band-limited images, as files that were resized before they reached the user are (docs/TRAINING.md,
-    History 18). Zoomed crops ignore ``align``. With 0 nothing extra is drawn from ``rng``.
+    stage 8). Zoomed crops ignore ``align``. With 0 nothing extra is drawn from ``rng``.
 
     ``single_fraction``: the share of crops that are a pair made from ``singles`` (clean single images such as
     natural photographs, see :func:`single_image_pair`), so that the restoration learns textures no fusion
@@ -235,8 +232,8 @@ def _zoomed_crop(
     out = big[:, offset : offset + size, offset : offset + size]
     if out.shape[-2:] != (size, size):  # an image too small for this zoom: enlarge the window to exactly size
         out = F.interpolate(window_pair, size=(size, size), mode=mode, align_corners=False)[0]
-    out = out.clamp(0.0, 1.0).numpy()
-    return out[0], out[1]
+    pixels = out.clamp(0.0, 1.0).numpy()
+    return pixels[0], pixels[1]
 
 
 def observe(

@@ -1,4 +1,4 @@
-"""The training losses of DESIGN.md on the sampler's output, and the PSNR that validation reports.
+"""The training losses of the DRFusion paper (docs/TRAINING.md, "Setup") on the sampler's output, and the PSNR that validation reports.
 
 * IVIF: ``S + 5 |f - max(x1c, x2c)| + 1 | |grad f| - max(|grad x1c|, |grad x2c|) |``
 * MIF:  ``S + w_ssim [(1 - SSIM(f, x1c)) + (1 - SSIM(f, x2c))] + 5 |f - max(x1c, x2c)|``
@@ -53,7 +53,7 @@ def fusion_loss(
     cfg: TrainConfig,
     fusion_weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """DESIGN.md losses on the sampler output against the clean sources; returns components and ``total``.
+    """The paper's losses on the sampler output against the clean sources; returns components and ``total``.
 
     ``fusion_weight``: ``(N,)`` weights of each sample in the fused-image terms (intensity, gradient / SSIM), which
     are then weighted means over the batch; None = all 1 (a plain mean). The source term always counts every

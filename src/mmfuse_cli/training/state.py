@@ -15,6 +15,7 @@ from safetensors.torch import save as save_bytes
 from mmfuse_cli.files import atomic_write_bytes
 from mmfuse_cli.model.checkpoint import load_checkpoint
 from mmfuse_cli.model.network import FiLMResBlock, FusionModel, ModelConfig
+from mmfuse_cli.tasks import Task
 from mmfuse_cli.training.config import TrainConfig, architecture_config
 
 MOMENT_DTYPE = torch.bfloat16
@@ -61,7 +62,7 @@ def stored_config(path: Path) -> dict:
         return json.loads(handle.metadata()["config"])
 
 
-def stored_architecture(stored: dict, task: str) -> ModelConfig:
+def stored_architecture(stored: dict, task: Task) -> ModelConfig:
     """The model architecture recorded in a run's stored TrainConfig (runs from before quantisation awareness
     are not quantisation-aware)."""
     return architecture_config(
@@ -138,6 +139,7 @@ def initialise_from(model: FusionModel, checkpoint: Path) -> tuple[int, int]:
     for block_name, block in model.named_modules():
         if isinstance(block, FiLMResBlock) and f"{block_name}.conv2.weight" not in copied:
             torch.nn.init.zeros_(block.conv2.weight)
+            assert block.conv2.bias is not None  # FiLMResBlock's convs are built with a bias
             torch.nn.init.zeros_(block.conv2.bias)
     return len(copied), len(target) - len(copied)
 

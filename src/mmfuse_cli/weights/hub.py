@@ -102,7 +102,7 @@ def offline_message(entry: CheckpointEntry) -> str:
 def _silent_tqdm() -> type:
     from tqdm.auto import tqdm
 
-    class _Silent(tqdm):  # type: ignore[misc, valid-type]
+    class _Silent(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)

@@ -24,7 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmfuse_cli.tasks import TASKS
+from mmfuse_cli.errors import InvalidValueError
+from mmfuse_cli.tasks import TASKS, check_task
 from mmfuse_cli.weights.errors import ManifestError, UnknownCheckpointError, WeightsError
 
 if sys.version_info >= (3, 11):
@@ -200,8 +201,10 @@ def parse_manifest(text: str, origin: str, base_dir: Path | None = None) -> Mani
     if not isinstance(defaults, dict):
         raise ManifestError(f'{origin}: [defaults] must be a table of task = "name"')
     for task, name in defaults.items():
-        if task not in TASKS:
-            raise ManifestError(f"{origin}: [defaults] has unknown task '{task}' (tasks: {', '.join(TASKS)})")
+        try:
+            check_task(task)
+        except InvalidValueError as exc:
+            raise ManifestError(f"{origin}: [defaults]: {exc}") from None
         if not isinstance(name, str):
             raise ManifestError(f"{origin}: [defaults] {task} must be a checkpoint name (a string)")
         manifest.defaults[task] = name
@@ -228,8 +231,10 @@ def _parse_entry(raw: dict[str, Any], where: str, origin: str, base_dir: Path | 
     if not _NAME_RE.fullmatch(name):
         raise ManifestError(f"{where}: name must be letters, digits, '.', '_' or '-' (got {name!r})")
     task = text("task")
-    if task not in TASKS:
-        raise ManifestError(f"{where}: task must be one of {', '.join(TASKS)} (got {task!r})")
+    try:
+        check_task(task)
+    except InvalidValueError as exc:
+        raise ManifestError(f"{where}: {exc}") from None
     source = text("source")
     if source not in SOURCES:
         raise ManifestError(f"{where}: source must be one of {', '.join(SOURCES)} (got {source!r})")
@@ -353,8 +358,10 @@ def get_entry(name: str, manifest: Manifest | None = None) -> CheckpointEntry:
 
 def default_model_for(task: str, manifest: Manifest | None = None) -> str:
     """Name of the default checkpoint for ``task`` (``ivif`` or ``mif``)."""
-    if task not in TASKS:
-        raise WeightsError(f"unknown task '{task}' (tasks: {', '.join(TASKS)})")
+    try:
+        check_task(task)
+    except InvalidValueError as exc:
+        raise WeightsError(str(exc)) from None
     manifest = manifest or load_manifest()
     name = manifest.defaults.get(task)
     if name is None:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.model.checkpoint import CHECKPOINT_FORMAT, CheckpointError, read_checkpoint_metadata
-from mmfuse_cli.tasks import TASKS
+from mmfuse_cli.tasks import check_task
 from mmfuse_cli.weights.errors import (
     ChecksumMismatchError,
     NotDownloadedError,
@@ -89,10 +90,10 @@ def check_checkpoint_file(path: Path, task: str | None = None) -> dict[str, str]
             f"expected {CHECKPOINT_FORMAT!r})"
         )
     file_task = meta.get("task", "")
-    if file_task not in TASKS:
-        raise WeightsError(
-            f"{path}: checkpoint metadata has task={file_task!r} (expected one of {', '.join(TASKS)})"
-        )
+    try:
+        check_task(file_task)
+    except InvalidValueError as exc:
+        raise WeightsError(f"{path}: checkpoint metadata: {exc}") from None
     if task is not None and file_task != task:
         raise WeightsError(f"{path}: this is a '{file_task}' checkpoint, not '{task}'")
     try:

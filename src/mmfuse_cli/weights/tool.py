@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 from mmfuse_cli.files import atomic_write_text
 from mmfuse_cli.tasks import TASKS
@@ -64,6 +65,17 @@ def leading_comments(text: str) -> str:
     return "\n".join(lines).rstrip()
 
 
+class _CommonFields(TypedDict):
+    """The :class:`CheckpointEntry` fields every source kind takes (see :func:`build_entry`)."""
+
+    name: str
+    task: str
+    description: str
+    license: str
+    sha256: str
+    size: int
+
+
 def build_entry(args: argparse.Namespace, file: Path, existing: CheckpointEntry | None) -> CheckpointEntry:
     """The entry for ``file`` from the command-line options (falling back to an existing entry's text)."""
     meta = check_checkpoint_file(file, args.task)
@@ -76,7 +88,7 @@ def build_entry(args: argparse.Namespace, file: Path, existing: CheckpointEntry 
         raise WeightsError("--description is required for a new entry")
     if not license_:
         raise WeightsError("--license is required for a new entry")
-    common = {
+    common: _CommonFields = {
         "name": args.name or file.stem,
         "task": task,
         "description": description,

@@ -1,7 +1,7 @@
 """Per-item results and where their rows go: CSV (written atomically) and JSON Lines on stdout.
 
 Shared by every batch job so that ``degrade``, ``run`` and ``evaluate`` report the same way: data on stdout (or a
-file); human messages are :mod:`mmfuse_cli.report.console`'s.
+file); human messages are :mod:`mmfuse_cli.results.console`'s.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import csv
 import io
 import json
 import math
+import re
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from mmfuse_cli.files import atomic_write_text
+from mmfuse_cli.files import atomic_write_text, writes_in_place
 
 EXIT_OK = 0
 EXIT_ITEMS_FAILED = 1
@@ -79,30 +81,48 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+"""The lone surrogates ``os.fsdecode`` makes of the bytes of a file name that is not UTF-8."""
+
+
 def json_line(row: dict[str, Any]) -> str:
-    """One JSON object on one line (NaN/inf become null)."""
-    return json.dumps({k: _clean(v) for k, v in row.items()}, ensure_ascii=False)
+    """One JSON object on one line (NaN/inf become null), valid UTF-8 whatever the file names.
+
+    A name byte that is not UTF-8 (a lone surrogate U+DC80..U+DCFF, see
+    :func:`mmfuse_cli.files.atomic_write_text`) is written as its JSON escape (backslash, ``udcXX``):
+    ``json.loads`` gives back the same string, and ``os.fsencode`` of it the original bytes."""
+    text = json.dumps({k: _clean(v) for k, v in row.items()}, ensure_ascii=False)
+    return _UNDECODABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class RowSink:
-    """Where per-item rows go: JSON Lines on stdout (``--json``) and/or a CSV file written atomically at the end."""
+    """Where per-item rows go: JSON Lines on stdout (``--json``) and/or a CSV file, written atomically.
+
+    The CSV is rewritten as rows come, after ``flush_every`` new rows or ``flush_seconds`` since the last write,
+    whichever is first, so a crash loses seconds of rows, and at :meth:`close`. A CSV path that is written through
+    (a FIFO, ``/dev/stdout``: :func:`mmfuse_cli.files.writes_in_place`) is written once, at :meth:`close`.
+    """
 
     def __init__(
         self,
         json_stdout: bool = False,
         csv_path: Path | None = None,
         stream: TextIO | None = None,
-        flush_every: int = 100,
+        flush_every: int = 20,
+        flush_seconds: float = 2.0,
     ):
         self.json_stdout = json_stdout
         self.csv_path = csv_path
         self.stream = stream or sys.stdout
         self.rows: list[dict[str, Any]] = []
         self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self._periodic = csv_path is not None and not _written_through(csv_path)
+        self._written_rows = 0
+        self._written_at = time.monotonic()
 
     def emit(self, row: dict[str, Any]) -> None:
-        """Record a row (and print it as JSON when asked). The CSV is rewritten every ``flush_every`` rows, so
-        an interrupted run still leaves a complete, valid report of what it finished."""
+        """Record a row (and print it as JSON when asked); rewrite the CSV when it is due."""
         self.rows.append(row)
         if self.json_stdout:
             try:
@@ -110,9 +130,37 @@ class RowSink:
                 self.stream.flush()
             except BrokenPipeError:  # e.g. `mmfuse run ... --json | head`: stop printing, keep working
                 self.json_stdout = False
-        if self.csv_path is not None and self.flush_every and len(self.rows) % self.flush_every == 0:
-            self.close()
+        if self._periodic and self._due():
+            self.flush()
 
-    def close(self) -> None:
+    def _due(self) -> bool:
+        new = len(self.rows) - self._written_rows
+        return new >= self.flush_every or time.monotonic() - self._written_at >= self.flush_seconds
+
+    def flush(self) -> None:
+        """Write the CSV with every row so far (a complete, valid table of what is finished)."""
         if self.csv_path is not None:
             atomic_write_text(self.csv_path, rows_to_csv(self.rows))
+            self._written_rows, self._written_at = len(self.rows), time.monotonic()
+
+    def close(self) -> None:
+        """The final write of the CSV."""
+        self.flush()
+
+
+def _written_through(path: Path) -> bool:
+    try:
+        return writes_in_place(path)
+    except OSError:  # a directory, a loop: the final write says so
+        return False
+
+
+def read_rows(path: Path) -> dict[str, dict[str, str]]:
+    """The rows of an earlier CSV table by ``item`` (empty when there is none or it cannot be read): what a
+    resumed run keeps for the items it skips. Read as it was written: ``newline=""`` (a quoted name may hold a
+    line break) and ``surrogateescape`` (a name that is not UTF-8)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            return {row["item"]: row for row in csv.DictReader(handle) if row.get("item")}
+    except (OSError, csv.Error, KeyError):
+        return {}
