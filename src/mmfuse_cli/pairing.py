@@ -56,7 +56,7 @@ def list_images(folder: Path, recursive: bool = False, exclude: Path | None = No
     """Image files in ``folder`` (sorted). Hidden files, mmfuse's own temporary files, a report's thumbnails
     (``report/thumbs/``) and anything under ``exclude`` (a run's output folder inside its input) are skipped."""
     folder = Path(folder)
-    skip = Path(exclude).resolve() if exclude is not None else None
+    skip = _inside(Path(exclude), folder) if exclude is not None else None
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder}: not a directory")
     pattern = "**/*" if recursive else "*"
@@ -70,6 +70,12 @@ def list_images(folder: Path, recursive: bool = False, exclude: Path | None = No
         and not (skip is not None and p.resolve().is_relative_to(skip))
     ]
     return sorted(found)
+
+
+def _inside(exclude: Path, folder: Path) -> Path | None:
+    """``exclude`` resolved when it lies strictly inside ``folder`` (a run's output in its input), else None."""
+    skip, top = exclude.resolve(), folder.resolve()
+    return skip if skip != top and skip.is_relative_to(top) else None
 
 
 def index_by_key(

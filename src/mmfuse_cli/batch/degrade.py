@@ -15,6 +15,7 @@ from pathlib import Path
 from mmfuse_cli.degradation.sidecar import Sidecar, write_sidecar
 from mmfuse_cli.degradation.spec import Degradation
 from mmfuse_cli.degradation.synth import degrade_array, file_seed
+from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.io import ImageError, read_image, write_image
 from mmfuse_cli.pairing import list_images
 from mmfuse_cli.results.rows import ItemResult
@@ -22,7 +23,12 @@ from mmfuse_cli.results.rows import ItemResult
 
 @dataclass
 class DegradeJob:
-    """Options of one ``degrade`` run."""
+    """Options of one ``degrade`` run.
+
+    Raises:
+        InvalidValueError: (``output``) the output folder is the input folder: the degraded images would replace
+            the clean ones.
+    """
 
     input_dir: Path
     output_dir: Path
@@ -30,6 +36,12 @@ class DegradeJob:
     seed: int = 0
     recursive: bool = False
     bit_depth: int | None = None  # None = same as each input
+
+    def __post_init__(self) -> None:
+        if Path(self.output_dir).resolve() == Path(self.input_dir).resolve():
+            raise InvalidValueError(
+                "output", f"must not be the input folder {self.input_dir}: it would overwrite the inputs"
+            )
 
 
 def degrade_folder(job: DegradeJob, on_item: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
@@ -52,7 +64,7 @@ def degrade_folder(job: DegradeJob, on_item: Callable[[ItemResult], None] | None
 
 
 def _iter_degrade(job: DegradeJob) -> Iterator[ItemResult]:
-    for path in list_images(job.input_dir, job.recursive):
+    for path in list_images(job.input_dir, job.recursive, exclude=job.output_dir):
         rel = path.relative_to(job.input_dir)
         key = rel.as_posix()
         target = job.output_dir / rel

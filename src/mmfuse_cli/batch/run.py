@@ -136,7 +136,7 @@ def check_outputs(job: RunJob, pairs: list[Pair]) -> None:
     for folder in job.pairs.folders:
         if folder.resolve() == out:
             raise InvalidValueError(
-                "output", f"is the input folder {folder}: the outputs would overwrite the inputs"
+                "output", f"must not be the input folder {folder}: the outputs would overwrite the inputs"
             )
     inputs = {path.resolve() for pair in pairs for path in (pair.a, pair.b)}
     kinds = ("fused", "a", "b") if options.save_sources else ("fused",)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import typer
 
+from mmfuse_cli.commands._errors import flag_message
 from mmfuse_cli.commands._limits import apply_max_pixels, max_pixels_option
 from mmfuse_cli.degradation.spec import Degradation
+from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.pairing import list_images
 from mmfuse_cli.results.console import progress_bar, report_error, stderr_console
 from mmfuse_cli.results.rows import EXIT_USAGE, RowSink, exit_code
@@ -46,12 +48,15 @@ def degrade(
             raise ValueError(f"--bit-depth must be 8 or 16, got {bit_depth}")
         if not input_dir.is_dir():
             raise ValueError(f"{input_dir}: not a directory")
+        job = DegradeJob(input_dir, output, degradation, seed, recursive, bit_depth)
         output.mkdir(parents=True, exist_ok=True)
-        total = len(list_images(input_dir, recursive))
+        total = len(list_images(input_dir, recursive, exclude=output))
+    except InvalidValueError as exc:
+        report_error(console, flag_message(exc, {"output": "-o"}))
+        raise typer.Exit(EXIT_USAGE)
     except (ValueError, OSError) as exc:
         report_error(console, str(exc))
         raise typer.Exit(EXIT_USAGE)
-    job = DegradeJob(input_dir, output, degradation, seed, recursive, bit_depth)
     sink = RowSink(json_stdout=json_out)
     with progress_bar(console, total, f"degrade ({degradation.describe()})") as bar:
 
