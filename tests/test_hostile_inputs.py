@@ -221,3 +221,62 @@ def test_an_output_folder_inside_a_recursive_input_is_not_read_back_as_input(tmp
         assert done.returncode == 0, done.stderr
     rows = _rows(out / "run.csv")
     assert sorted(r["item"] for r in rows) == ["x", "y"] and all(r["status"] == "ok" for r in rows)
+
+
+# --- 14. heavy noise ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sigma", [0.2, 0.3])
+def test_heavy_noise_gets_a_reading_not_a_silent_zero(tmp_path, sigma):
+    from mmfuse_cli.degradation.estimate import estimate_noise
+
+    rng = np.random.default_rng(3)
+    noisy = np.round(np.clip(camera(256, 256) + rng.normal(0, sigma, (256, 256)), 0, 1) * 255) / 255
+    reading = estimate_noise(noisy.astype(np.float32)).value
+    assert reading is not None and 0.8 * sigma <= reading <= 1.1 * sigma  # clipping makes it err low
+    pure = estimate_noise((rng.integers(0, 256, (256, 256)) / 255).astype(np.float32)).value
+    assert pure is not None and pure > 0.2
+
+
+def test_noise_that_cannot_be_read_is_a_warning_on_stderr(tmp_path, checkpoint):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    write_image(a / "x.png", np.zeros((64, 64), np.float32), 8)  # black: every tile clipped
+    write_image(b / "x.png", camera(64, 64), 8)
+    done = _mmfuse("run", a, b, "-o", tmp_path / "out", "--model", checkpoint)
+    assert done.returncode == 0, done.stderr
+    assert b"noise of source a could not be estimated" in done.stderr
+
+
+# --- 16. more small cases -------------------------------------------------------------------------------------
+
+
+def test_estimate_write_sidecar_into_an_unwritable_folder_is_one_line(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    a, _ = _pairs(tmp_path, ["x.png"])
+    a.chmod(0o555)
+    try:
+        done = _mmfuse("estimate", a, "--write-sidecar")
+    finally:
+        a.chmod(0o755)
+    assert (
+        done.returncode == 1
+        and b"cannot write the sidecar" in done.stderr
+        and b"Traceback" not in done.stderr
+    )
+
+
+def test_estimate_output_that_is_a_directory_is_one_line(tmp_path):
+    a, _ = _pairs(tmp_path, ["x.png"])
+    done = _mmfuse("estimate", a, "-o", tmp_path)
+    assert (
+        done.returncode == 1 and b"cannot write the table" in done.stderr and b"Traceback" not in done.stderr
+    )
+
+
+def test_evaluate_with_no_metric_named_is_refused(tmp_path):
+    a, b = _pairs(tmp_path, ["x.png"])
+    done = _mmfuse("evaluate", a, "--a", a, "--b", b, "-m", "")
+    assert done.returncode == 2 and b"names no metric" in done.stderr

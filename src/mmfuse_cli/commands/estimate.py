@@ -13,7 +13,7 @@ from mmfuse_cli.commands._errors import flag_message
 from mmfuse_cli.commands._limits import apply_max_pixels, max_pixels_option
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.results.console import progress_bar, report_error, stderr_console
-from mmfuse_cli.results.rows import EXIT_USAGE, RowSink, exit_code
+from mmfuse_cli.results.rows import EXIT_ITEMS_FAILED, EXIT_USAGE, RowSink, exit_code
 from mmfuse_cli.tasks import DEFAULT_TASK, check_task
 
 
@@ -66,8 +66,13 @@ def estimate(
             bar.advance()
 
         results = estimate_folders(job, on_item)
-    sink.close()
+    try:
+        sink.close()
+    except OSError as exc:
+        report_error(console, f"{output}: cannot write the table ({exc.strerror or exc})")
+        raise typer.Exit(EXIT_ITEMS_FAILED) from None
     sides = [("", a_dir)] if b_dir is None else [("a", a_dir), ("b", b_dir)]
+    failed = False
     if not quiet and not json_out:
         print(_table(results, [s for s, _ in sides]))
     for side, folder in sides:
@@ -78,10 +83,15 @@ def estimate(
             continue
         line = {"folder": str(folder), **degradation.as_dict(), **summary}
         if write_sidecar:
-            path, _ = write_folder_sidecar(folder, results, side)
+            try:
+                path, _ = write_folder_sidecar(folder, results, side)
+            except OSError as exc:
+                report_error(console, f"{folder}: cannot write the sidecar ({exc.strerror or exc})")
+                failed = True
+                continue
             line["sidecar"] = str(path)
         print(json.dumps(line) if json_out else _summary(line), file=sys.stderr if json_out else sys.stdout)
-    raise typer.Exit(exit_code(results))
+    raise typer.Exit(EXIT_ITEMS_FAILED if failed else exit_code(results))
 
 
 def _fmt(value: Any) -> str:

@@ -72,7 +72,10 @@ def evaluate(
     try:
         folders = {"fused": fused_dir, "a": a_dir, "b": b_dir}
         folders.update({k: v for k, v in (("a_clean", a_clean), ("b_clean", b_clean)) if v is not None})
-        job = EvalJob(folders, resolve_names(metrics), convention, against, recursive)
+        names = resolve_names(metrics)
+        if not names:
+            raise ValueError("--metrics names no metric (give names such as Qabf,VIF, or default, all, liu)")
+        job = EvalJob(folders, names, convention, against, recursive)
         if output is not None and not output.parent.is_dir():
             raise ValueError(f"{output.parent}: output folder does not exist")
         if len(fused_dirs) > 1:

@@ -137,17 +137,27 @@ def _noise_tiles(x: np.ndarray, floor: float) -> np.ndarray:
     return sigma[valid]
 
 
+def _noise_reading(tiles: np.ndarray) -> float:
+    """The noise std read from per-tile readings (their :data:`NOISE_PERCENTILE`, calibrated)."""
+    return float(np.percentile(tiles, NOISE_PERCENTILE)) * NOISE_PERCENTILE_GAIN
+
+
+MAX_CLIP_MARGIN = 0.25
+"""The second pass's clipping margin is capped here, so that heavy noise (sigma 0.2 and more, or pure noise)
+still leaves the tiles of mid-gray content to read: their clipped share is small, and the reading errs low."""
+
+
 def _noise_plane(x: np.ndarray) -> tuple[float, float] | None:
     """(sigma, spread) of one plane, or None when too few tiles are valid. Two passes: the clipping margin of the
-    second is set from the first reading (2.5 sigma from 0 and 1)."""
-    floor = 1.0 / 255.0
-    readings = np.empty(0)
-    for _ in range(2):
-        readings = _noise_tiles(x, floor)
-        if readings.size < MIN_NOISE_TILES:
-            return None
-        sigma = float(np.percentile(readings, NOISE_PERCENTILE)) * NOISE_PERCENTILE_GAIN
-        floor = max(1.0 / 255.0, 2.5 * sigma)
+    second is set from the first reading (2.5 sigma from 0 and 1, at most :data:`MAX_CLIP_MARGIN`); when that
+    leaves too few tiles, the first reading stands."""
+    first = _noise_tiles(x, 1.0 / 255.0)
+    if first.size < MIN_NOISE_TILES:
+        return None
+    margin = min(MAX_CLIP_MARGIN, max(1.0 / 255.0, 2.5 * _noise_reading(first)))
+    second = _noise_tiles(x, margin)
+    readings = second if second.size >= MIN_NOISE_TILES else first
+    sigma = _noise_reading(readings)
     q1, q3 = np.percentile(readings, [25, 75])
     return sigma, float(q3 - q1) * NOISE_PERCENTILE_GAIN
 

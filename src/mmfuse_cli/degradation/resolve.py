@@ -273,6 +273,12 @@ class DegradationResolver:
                 spread[name] = found.spread
                 if found.value is None:
                     notes.append(f"{side} {name}: {found.note}; assumed none")
+                    if name == "noise":
+                        self._warn_once(
+                            f"noise-{side}",
+                            f"{path}: the noise of source {side} could not be estimated ({found.note}); fused as "
+                            f"noise-free: give --{side}-noise if it is noisy",
+                        )
         if request.grid is not None:
             grid, origin["grid"] = request.grid, "flag"
         elif sidecar is not None:
@@ -286,13 +292,18 @@ class DegradationResolver:
         return ResolvedSource(degradation, origin, spread, tuple(notes))
 
     def _warn_clean(self, side: str, path: Path) -> None:
-        with self._lock:
-            if side in self._warned or self._on_assumed_clean is None:
-                return
-            self._warned.add(side)
-        self._on_assumed_clean(
-            f"no degradation given for source {side} and no {path.parent / SIDECAR_NAME}: assuming clean (--assume-clean)"
+        self._warn_once(
+            side,
+            f"no degradation given for source {side} and no {path.parent / SIDECAR_NAME}: assuming clean (--assume-clean)",
         )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        """``message`` to the run's warnings, the first time ``key`` comes up."""
+        with self._lock:
+            if key in self._warned or self._on_assumed_clean is None:
+                return
+            self._warned.add(key)
+        self._on_assumed_clean(message)
 
 
 def _looks_undegraded(degradation: Degradation) -> bool:
