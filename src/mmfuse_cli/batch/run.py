@@ -159,7 +159,7 @@ def _fuse(job, events, engine, pairs, unpaired, task, previous) -> tuple[list[It
     sink = RowSink(json_stdout=job.json_lines, csv_path=job.csv_file)
 
     def on_result(result: ItemResult) -> None:
-        sink.emit(_row(result, previous))
+        sink.emit(_row(result, previous), result.as_row())  # stdout: what this run did
         if events.on_result:
             events.on_result(result)
 
@@ -177,7 +177,8 @@ def _fuse(job, events, engine, pairs, unpaired, task, previous) -> tuple[list[It
 
 
 def _row(result: ItemResult, previous: dict[str, dict[str, str]]) -> dict:
-    """The row of ``result``; a pair skipped because it was done keeps its row of the earlier run, if any."""
+    """The run.csv row of ``result``; a pair skipped because it was done keeps its row of the earlier run, if any
+    (stdout's JSON line says ``skipped``: what this run did)."""
     if result.status == "skipped" and result.key in previous:
         return dict(previous[result.key])
     return result.as_row()

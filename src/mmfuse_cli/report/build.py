@@ -4,11 +4,19 @@ Reads the table (``OUT/run.csv``, or an evaluate CSV / JSON Lines with a ``metho
 page), finds every row's images (fused, sources, restored sources under ``OUT/sources/``), writes thumbnails,
 renders the page and writes it atomically. Made for runs that are half finished or partly failed: a missing
 ``run.csv``, missing or unreadable images and fused images that have no row yet are shown as such, never raised.
+
+The report folder may already hold other files: only what the report owns is ever replaced or removed. The
+manifest ``.mmfuse-report.json`` lists the page and every thumbnail a report wrote; the next report into that
+folder removes only the listed thumbnails it no longer uses, and refuses to overwrite an ``index.html`` that
+neither a manifest lists nor carries mmfuse's generator tag (a page of an older mmfuse, with no manifest, does).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import stat
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,10 +29,27 @@ from mmfuse_cli.io import is_image_file
 from mmfuse_cli.report.html import render_page
 from mmfuse_cli.report.page_data import ReportError, Table, build_page_data, read_table
 from mmfuse_cli.report.thumbs import make_thumb
+from mmfuse_cli.small_files import read_small_file
 
 REPORT_DIR = "report"
 THUMBS_DIR = "thumbs"
 RUN_TABLE = "run.csv"
+INDEX = "index.html"
+MANIFEST = ".mmfuse-report.json"
+"""In the report folder: what the last report wrote there (``format``, ``version``, ``index``, ``thumbs``)."""
+MANIFEST_FORMAT = "mmfuse-report"
+MANIFEST_VERSION = 1
+MANIFEST_LIMIT = 16 << 20
+"""Largest manifest read (a thumbnail name is 24 bytes listed: room for hundreds of thousands)."""
+GENERATOR = b'<meta name="generator" content="mmfuse">'
+"""In the head of every page :func:`mmfuse_cli.report.html.render_page` writes."""
+LEGACY_MARKS = (b'<p class="kind">mmfuse report: ', b'<script type="application/json" id="report-data">')
+"""Both in a page of an mmfuse from before the generator tag and the manifest."""
+HEAD_BYTES = 1 << 20
+"""How much of an existing ``index.html`` is read to find those marks (they come before the page's data)."""
+LEGACY_PAGE_LIMIT = 256 << 20
+"""Largest older page (no manifest) read for the thumbnails it shows, which the new report then owns."""
+_LEGACY_THUMB = re.compile(rb'"thumb":"thumbs/([^"\\/]+)"')
 
 
 @dataclass
@@ -137,7 +162,8 @@ def file_url(path: Path, base: Path) -> str:
         rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
     except ValueError:
         return Path(os.path.abspath(path)).as_uri()
-    return quote(Path(rel).as_posix(), safe="/")
+    # the raw bytes of the name, so a name that is not UTF-8 (lone surrogates) links to its real file
+    return quote(os.fsencode(Path(rel).as_posix()), safe="/")
 
 
 @dataclass
@@ -149,6 +175,115 @@ class Prepared:
     table: Table
     files: list[dict[str, Path | None]]
     images: list[Path]
+
+
+def plain_thumb_name(name: object) -> bool:
+    """True for a name a manifest may list: a plain ``*.jpg`` file name (no folder, not hidden, no NUL)."""
+    return (
+        isinstance(name, str)
+        and name.endswith(".jpg")
+        and len(name) > len(".jpg")
+        and not name.startswith(".")
+        and not any(c in name for c in "/\\\0")
+        and os.path.basename(name) == name
+    )
+
+
+def read_manifest(report_dir: Path) -> set[str] | None:
+    """The thumbnails the manifest of ``report_dir`` lists, or None when there is no manifest of ours there
+    (missing, not a regular file, too large, not JSON, another format or version, or any name in it that is
+    not a plain ``*.jpg`` file name: a manifest that points outside ``thumbs/`` is not trusted at all)."""
+    try:
+        data = json.loads(read_small_file(Path(report_dir) / MANIFEST, MANIFEST_LIMIT))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        return None
+    thumbs = data.get("thumbs")
+    if data.get("version") != MANIFEST_VERSION or data.get("index") != INDEX or not isinstance(thumbs, list):
+        return None
+    if not all(plain_thumb_name(t) for t in thumbs):
+        return None
+    return set(thumbs)
+
+
+def write_manifest(report_dir: Path, thumbs: set[str]) -> Path:
+    """Write ``report_dir``'s manifest (atomically) listing the page and ``thumbs``."""
+    data = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "index": INDEX, "thumbs": sorted(thumbs)}
+    return atomic_write_text(Path(report_dir) / MANIFEST, json.dumps(data, indent=1) + "\n")
+
+
+def _head(path: Path, size: int) -> bytes | None:
+    """The first ``size`` bytes of the regular file at ``path``; None when it is something else (a FIFO is
+    opened without blocking, never read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, got = [], 0
+        while got < size:
+            chunk = os.read(fd, size - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _is_our_page(head: bytes) -> bool:
+    return GENERATOR in head or all(mark in head for mark in LEGACY_MARKS)
+
+
+def _legacy_thumbs(index: Path) -> set[str]:
+    """The thumbnails an older page of ours (no manifest) shows: written by that report, so now ours."""
+    try:
+        page = read_small_file(index, LEGACY_PAGE_LIMIT)
+    except OSError:
+        return set()
+    names = {m.decode("utf-8", "surrogateescape") for m in _LEGACY_THUMB.findall(page)}
+    return {n for n in names if plain_thumb_name(n)}
+
+
+def claim_report_dir(report_dir: Path) -> set[str]:
+    """Check that a report may be written into ``report_dir``; the thumbnails an earlier report of ours made
+    there (the ones it may remove when the new page no longer uses them).
+
+    Raises:
+        ReportError: ``index.html`` there is not a page of ours (no manifest lists it and it has no mmfuse
+            generator tag, or it is not a regular file), or the manifest's name is taken by something that is
+            not a regular file.
+    """
+    report_dir = Path(report_dir)
+    manifest, index = report_dir / MANIFEST, report_dir / INDEX
+    try:
+        mode = manifest.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # a folder to make (or a file there: the write says so)
+        mode = None
+    except OSError as exc:
+        raise ReportError(f"{manifest}: cannot read ({exc.strerror or exc})") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise ReportError(
+            f"{manifest}: not a regular file, not a report manifest of mmfuse; refusing to replace it "
+            "(remove it, or give another folder with -o)"
+        )
+    listed = read_manifest(report_dir)
+    if not os.path.lexists(index):
+        return listed or set()
+    try:
+        head = _head(index, HEAD_BYTES)
+        why = "not a regular file" if head is None else "no manifest lists it, no mmfuse generator tag in it"
+    except FileNotFoundError:
+        head, why = None, "a link to nothing"
+    except OSError as exc:
+        head, why = None, f"it cannot be read: {exc.strerror or exc}"
+    if head is not None and (listed is not None or _is_our_page(head)):
+        return listed if listed is not None else _legacy_thumbs(index)
+    raise ReportError(
+        f"{index}: not a page mmfuse wrote ({why}); refusing to overwrite it "
+        "(move it away, or give another folder with -o)"
+    )
 
 
 def prepare_report(run_dir: Path | None, table_path: Path | None) -> Prepared:
@@ -173,16 +308,20 @@ def write_report(
     on_thumb: Callable[[], None] | None = None,
     workers: int = 4,
 ) -> ReportResult:
-    """Write ``report_dir/index.html`` and its thumbnails (``report_dir/thumbs/``; unused ones are removed).
+    """Write ``report_dir/index.html``, its thumbnails (``report_dir/thumbs/``) and the manifest listing them;
+    the thumbnails an earlier report listed that the page no longer uses are removed, nothing else is.
 
     Args:
         directions: metric name -> higher is better (:data:`mmfuse_cli.metrics.REGISTRY`'s).
         on_thumb: called once per image of ``prepared.images`` handled (for a progress bar).
     Raises:
+        ReportError: ``report_dir`` holds an ``index.html`` that is not ours (see :func:`claim_report_dir`);
+            nothing is written.
         OSError: the report folder cannot be written.
     """
     table, run_dir = prepared.table, prepared.run_dir
     report_dir = Path(report_dir)
+    owned = claim_report_dir(report_dir)
     thumbs_dir = report_dir / THUMBS_DIR
     thumbs_dir.mkdir(parents=True, exist_ok=True)
 
@@ -212,17 +351,28 @@ def write_report(
 
     default_title = str(run_dir) if run_dir is not None else str(prepared.table_path)
     data = build_page_data(table, directions, images, title or default_title)
-    index = atomic_write_text(report_dir / "index.html", render_page(data))
     used = {n for n in names.values() if n}
-    for stale in thumbs_dir.glob("*.jpg"):
-        if stale.name not in used:
-            stale.unlink(missing_ok=True)
+    write_manifest(report_dir, owned | used)  # first: whatever happens next, every file of ours is listed
+    index = atomic_write_text(report_dir / INDEX, render_page(data))
+    for name in sorted(owned - used):
+        _remove_thumb(thumbs_dir / name)
+    write_manifest(report_dir, used)
     missing = sum(p is None for f in prepared.files for p in f.values()) + sum(
         n is None for n in names.values()
     )
     return ReportResult(
         index, data["kind"], len(data["rows"]), len(data["failures"]), len(used), missing, data["notes"]
     )
+
+
+def _remove_thumb(path: Path) -> None:
+    """Remove a thumbnail of ours that the page no longer shows: only a regular file (a link or anything else
+    put there since is not the one the report wrote)."""
+    try:
+        if stat.S_ISREG(path.lstat().st_mode):
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def build_report(

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,20 +57,28 @@ class Table:
 def read_table(path: Path) -> Table:
     """Read a CSV file, or JSON Lines when the name ends in ``.jsonl`` / ``.json``.
 
+    Read as mmfuse writes them: rows end only at a real line end (``newline=""``: a quoted name may hold
+    ``\\n``, form feed, ``\\x1c``, ``\\x85`` or U+2028 and stays one row), and a name that is not UTF-8 comes
+    back as the lone surrogates ``os.fsdecode`` gives it (``surrogateescape``), so it still names its file.
+
     Raises:
-        ReportError: the file is missing, unreadable or has no ``item`` column.
+        ReportError: the file is missing, unreadable, not CSV / JSON Lines, or has no ``item`` column.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        # utf-8-sig: the same as utf-8, but a byte-order mark (a table saved by a spreadsheet) is not a name
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+            if path.suffix.lower() in (".jsonl", ".json"):
+                columns, rows = _json_lines(handle, path)
+            else:
+                reader = csv.DictReader(handle)
+                try:
+                    columns = [c for c in (reader.fieldnames or []) if c]
+                    rows = [{k: _cell(v) for k, v in row.items() if k} for row in reader]
+                except csv.Error as exc:
+                    raise ReportError(f"{path}:{reader.line_num}: not a CSV table ({exc})") from None
     except OSError as exc:
         raise ReportError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if path.suffix.lower() in (".jsonl", ".json"):
-        columns, rows = _json_lines(text, path)
-    else:
-        reader = csv.DictReader(text.splitlines())
-        columns = [c for c in (reader.fieldnames or []) if c]
-        rows = [{k: _cell(v) for k, v in row.items() if k} for row in reader]
     if "item" not in columns:
         raise ReportError(f"{path}: not a run or evaluate table (no 'item' column)")
     return Table(columns, [{c: row.get(c, "") for c in columns} for row in rows], path)
@@ -83,21 +92,51 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _json_lines(text: str, path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def _json_lines(lines: Iterable[str], path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """One JSON object per line; a line ends only at ``\\n`` / ``\\r`` (the handle is opened with
+    ``newline=""``), never at U+2028, ``\\x85`` or a form feed inside a string."""
     columns: list[str] = []
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise ReportError(f"{path}:{n}: not JSON Lines") from None
         if not isinstance(obj, dict):
             raise ReportError(f"{path}:{n}: not a JSON object")
         columns.extend(k for k in obj if k not in columns)
         rows.append({k: "" if v is None else str(v) for k, v in obj.items()})
     return columns, rows
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def display_text(text: str) -> str:
+    """``text`` as valid Unicode for the page: a byte of a name that is not UTF-8 (a lone surrogate
+    U+DC80..U+DCFF from ``surrogateescape``) is shown as ``\\xNN``, any other lone surrogate as U+FFFD."""
+    if not _SURROGATE.search(text):
+        return text
+
+    def show(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else "\ufffd"
+
+    return _SURROGATE.sub(show, text)
+
+
+def displayable(value: Any) -> Any:
+    """``value`` (JSON-ready: dicts, lists, strings, numbers) with every string and key through
+    :func:`display_text`, so the page is valid UTF-8 whatever the file names."""
+    if isinstance(value, str):
+        return display_text(value)
+    if isinstance(value, dict):
+        return {display_text(k) if isinstance(k, str) else k: displayable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [displayable(v) for v in value]
+    return value
 
 
 def metric_columns(table: Table, directions: Mapping[str, bool]) -> list[str]:
@@ -206,28 +245,32 @@ def build_page_data(
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return {
-        "kind": kind,
-        "title": title or (str(table.path) if table.path else "mmfuse report"),
-        "source": str(table.path) if table.path else "",
-        "notes": list(table.notes),
-        "metrics": [{"name": m, "higher": higher[m]} for m in metrics],
-        "methods": methods if kind == "compare" else [],
-        "counts": counts,
-        "rows": rows,
-        "failures": [
-            {"item": r["item"], "method": r["method"], "status": r["status"], "reason": r["reason"]}
-            for r in rows
-            if r["status"] == "failed"
-        ],
-        "histograms": hist,
-        "rank": {m: [ok[j] for j in ranking([rows[i]["values"][m] for i in ok], higher[m])] for m in metrics},
-        "summary": {
-            m: {
-                name: (None if s is None else {"mean": s.mean, "std": s.std, "n": s.n})
-                for name, s in st.items()
-            }
-            for m, st in stats.items()
-        },
-        "best": {m: best_method(stats[m], higher[m]) for m in metrics},
-    }
+    return displayable(
+        {
+            "kind": kind,
+            "title": title or (str(table.path) if table.path else "mmfuse report"),
+            "source": str(table.path) if table.path else "",
+            "notes": list(table.notes),
+            "metrics": [{"name": m, "higher": higher[m]} for m in metrics],
+            "methods": methods if kind == "compare" else [],
+            "counts": counts,
+            "rows": rows,
+            "failures": [
+                {"item": r["item"], "method": r["method"], "status": r["status"], "reason": r["reason"]}
+                for r in rows
+                if r["status"] == "failed"
+            ],
+            "histograms": hist,
+            "rank": {
+                m: [ok[j] for j in ranking([rows[i]["values"][m] for i in ok], higher[m])] for m in metrics
+            },
+            "summary": {
+                m: {
+                    name: (None if s is None else {"mean": s.mean, "std": s.std, "n": s.n})
+                    for name, s in st.items()
+                }
+                for m, st in stats.items()
+            },
+            "best": {m: best_method(stats[m], higher[m]) for m in metrics},
+        }
+    )

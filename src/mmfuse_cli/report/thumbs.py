@@ -1,6 +1,6 @@
 """Thumbnails for the report page: small 8-bit JPEG files under ``report/thumbs/``, named by a hash of the source
 file's path, size and modification time, so a second report of the same run reuses them and a changed file gets a
-new one. A file that is missing or cannot be decoded gets no thumbnail (the page says so); nothing here raises
+new one (a link or other node under a thumbnail's name is left alone: that image gets no thumbnail). A file that is missing or cannot be decoded gets no thumbnail (the page says so); nothing here raises
 for a bad image.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,14 @@ def make_thumb(source: Path, folder: Path, size: int = THUMB_SIZE) -> str | None
     if name is None:
         return None
     target = Path(folder) / name
-    if target.exists():
-        return name
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError:
+        return None
+    if mode is not None:  # made by an earlier report; anything but a regular file is never written through
+        return name if stat.S_ISREG(mode) else None
     try:
         pixels = read_image(source).pixels
         target.parent.mkdir(parents=True, exist_ok=True)

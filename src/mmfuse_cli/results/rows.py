@@ -67,7 +67,9 @@ def _clean(value: Any) -> Any:
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:
-    """CSV text with the union of the rows' keys as header (first-seen order)."""
+    """CSV text with the union of the rows' keys as header (first-seen order). A row with a carriage return in a
+    value (a file name may hold one) is written with every field quoted: the csv module's minimal quoting looks
+    for the line terminator, ``\\n``, only, and a reader would split the row at a bare ``\\r``."""
     header: list[str] = []
     for row in rows:
         for key in row:
@@ -75,9 +77,12 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
                 header.append(key)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    quoted = csv.DictWriter(buf, fieldnames=header, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _clean(v) for k, v in row.items()})
+        clean = {k: _clean(v) for k, v in row.items()}
+        has_cr = any(isinstance(v, str) and "\r" in v for v in clean.values())
+        (quoted if has_cr else writer).writerow(clean)
     return buf.getvalue()
 
 
@@ -121,12 +126,13 @@ class RowSink:
         self._written_rows = 0
         self._written_at = time.monotonic()
 
-    def emit(self, row: dict[str, Any]) -> None:
-        """Record a row (and print it as JSON when asked); rewrite the CSV when it is due."""
+    def emit(self, row: dict[str, Any], stream_row: dict[str, Any] | None = None) -> None:
+        """Record a row for the CSV (and print ``stream_row``, default the same row, as JSON when asked); rewrite
+        the CSV when it is due."""
         self.rows.append(row)
         if self.json_stdout:
             try:
-                self.stream.write(json_line(row) + "\n")
+                self.stream.write(json_line(row if stream_row is None else stream_row) + "\n")
                 self.stream.flush()
             except BrokenPipeError:  # e.g. `mmfuse run ... --json | head`: stop printing, keep working
                 self.json_stdout = False
