@@ -66,6 +66,21 @@ def _isolated_hub(tmp_path_factory, monkeypatch, _export_cache):
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+def write_tiny_checkpoint(folder: Path, seed: int = 1, head_std: float | None = 1e-3, **config) -> Path:
+    """An untrained 3-level, 8-channel checkpoint (``seed``; the head drawn with ``head_std``, else left at zero)
+    saved as ``folder/tiny.safetensors``: a real model file that fuses in milliseconds."""
+    import torch
+
+    from mmfuse_cli.model.checkpoint import save_checkpoint
+    from mmfuse_cli.model.network import FusionModel, ModelConfig
+
+    torch.manual_seed(seed)
+    model = FusionModel(ModelConfig(base_channels=8, levels=3, **config))
+    if head_std is not None:
+        torch.nn.init.normal_(model.net.head.weight, std=head_std)
+    return save_checkpoint(model, folder / "tiny.safetensors")
+
+
 def write_tiny_training_set(root: Path, pairs: int = 6) -> Path:
     """``pairs`` 48x64 smooth IR/visible scenes as 8-bit PNGs under ``root/tno/train/{ir,vi}`` (a data root)."""
     from mmfuse_cli.io import write_image

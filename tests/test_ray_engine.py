@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import astronaut, camera
+from conftest import astronaut, camera, write_tiny_checkpoint
 from typer.testing import CliRunner
 
 from mmfuse_cli.batch.engines import EngineOptions
@@ -25,8 +25,6 @@ from mmfuse_cli.engine.config import FuseConfig
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.files import TEMP_SUFFIX
 from mmfuse_cli.io import write_image
-from mmfuse_cli.model.checkpoint import save_checkpoint
-from mmfuse_cli.model.network import FusionModel, ModelConfig
 from mmfuse_cli.pairing import pair_folders
 
 ray = pytest.importorskip("ray")
@@ -48,10 +46,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(2)
-    model = FusionModel(ModelConfig(base_channels=8, levels=3))
-    torch.nn.init.normal_(model.net.head.weight, std=1e-3)
-    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), seed=2)
 
 
 def _pairs(folder: Path, n: int, size: int = 64) -> tuple[Path, Path]:

@@ -9,23 +9,17 @@ import time
 
 import numpy as np
 import pytest
-import torch
-from conftest import astronaut, camera
+from conftest import astronaut, camera, write_tiny_checkpoint
 
 from mmfuse_cli.files import TEMP_SUFFIX
 from mmfuse_cli.io import read_image, write_image
-from mmfuse_cli.model.checkpoint import save_checkpoint
-from mmfuse_cli.model.network import FusionModel, ModelConfig
 
 CLI = [sys.executable, "-m", "mmfuse_cli"]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(1)
-    model = FusionModel(ModelConfig(base_channels=8, levels=3))
-    torch.nn.init.normal_(model.net.head.weight, std=1e-3)
-    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), seed=1)
 
 
 def _pairs(folder, n, size=96, colour=False):

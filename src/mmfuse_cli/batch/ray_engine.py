@@ -11,6 +11,10 @@ Fault tolerance is Ray's: Ray Data creates pool actors with ``max_restarts=-1`` 
 defaults, kept), so a killed actor is restarted and its unfinished batch is run again; outputs are written atomically and the model is
 deterministic on CPU, so a redone pair rewrites the same bytes.
 
+Before joining a cluster at ``HOST:PORT`` (or ``ray://HOST:PORT``), :func:`check_reachable` opens a TCP
+connection to it, waiting at most :data:`CONNECT_TIMEOUT` seconds: ``ray.init`` itself retries an address nobody
+answers at for minutes without a word.
+
 ``import ray`` happens only inside the functions of this module.
 """
 
@@ -19,6 +23,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mmfuse_cli.batch.engines import RAY_MISSING, Emit, EngineContext, EngineError, EngineOptions
+from mmfuse_cli.batch.ray_reaper import local_ray_pids, start_reaper
 from mmfuse_cli.batch.stages import RunOptions, make_resolver, run_stages
 from mmfuse_cli.engine.config import FuseConfig
 from mmfuse_cli.pairing import Pair
@@ -34,6 +43,9 @@ from mmfuse_cli.results.rows import ItemResult
 PAIRS_PER_BLOCK = 4
 """Dataset blocks hold at most this many network batches (and there are at least two blocks per actor): small
 blocks spread the work evenly over the actors and bound what a killed actor's retry redoes."""
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds :func:`check_reachable` waits for the cluster's address to resolve and accept a TCP connection."""
 
 
 class FuseWorker:
@@ -56,6 +68,8 @@ class FuseWorker:
         self.options = options
         self.warnings: list[str] = []
         self.fuser = Fuser(load_checkpoint(Path(checkpoint)), config)
+        if self.fuser.fallback_note:  # auto skipped a faster backend here (an unwritable export cache)
+            self.warnings.append(self.fuser.fallback_note)
         self.resolver = make_resolver(options, self.warnings.append, self.fuser.task)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -110,7 +124,9 @@ class RayEngine:
         except ImportError:
             raise EngineError(RAY_MISSING) from None
         started_here = not ray.is_initialized()
+        reaper = None
         if started_here:
+            check_reachable(self.engine.address or os.environ.get("RAY_ADDRESS"))
             try:
                 ray.init(
                     address=self.engine.address,
@@ -121,6 +137,7 @@ class RayEngine:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.engine.address or "local"
                 raise EngineError(f"cannot start or join a Ray cluster ({where}): {exc}") from None
+            reaper = start_reaper(local_ray_pids(ray))  # ends that Ray if this process is killed
         try:
             return _dispatch(
                 ray, todo, self.checkpoint, self.config, self.options, self.engine, emit, self.on_warning
@@ -128,6 +145,91 @@ class RayEngine:
         finally:
             if started_here:
                 ray.shutdown()
+            if reaper is not None:
+                reaper.stop()
+
+
+def check_reachable(address: str | None) -> None:
+    """Refuse a cluster address of the form ``HOST:PORT`` or ``ray://HOST:PORT`` that does not accept a TCP
+    connection within :data:`CONNECT_TIMEOUT` seconds (name resolution included). ``auto``, ``local``, ``None``
+    and other forms are left to Ray.
+
+    Raises:
+        EngineError: ``cannot reach the Ray cluster at HOST:PORT: connection refused`` (or unknown host, no answer
+            within the timeout, the system's reason).
+    """
+    target = _host_port(address)
+    if target is None:
+        return
+    host, port, shown = target
+    if not 0 < port < 65536:
+        raise EngineError(f"cannot reach the Ray cluster at {shown}: port {port} is out of range")
+    try:
+        _connect(host, port, CONNECT_TIMEOUT)
+    except ConnectionRefusedError:
+        reason = "connection refused"
+    except socket.gaierror:
+        reason = "unknown host"
+    except TimeoutError:
+        reason = f"no answer within {CONNECT_TIMEOUT:g} s"
+    except OSError as exc:
+        text = exc.strerror or str(exc) or type(exc).__name__
+        reason = text[:1].lower() + text[1:]
+    else:
+        return
+    raise EngineError(f"cannot reach the Ray cluster at {shown}: {reason}")
+
+
+def _host_port(address: str | None) -> tuple[str, int, str] | None:
+    """``(host, port, "host:port")`` of a ``HOST:PORT`` or ``ray://HOST:PORT`` address (IPv6 in brackets), else
+    ``None``."""
+    rest = (address or "").strip()
+    if rest.lower() in ("", "auto", "local"):
+        return None
+    if "://" in rest:
+        scheme, _, rest = rest.partition("://")
+        if scheme.lower() != "ray":
+            return None
+    rest = rest.split("/", 1)[0]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.removeprefix("[").removesuffix("]"), int(port), rest
+
+
+def _connect(host: str, port: int, timeout: float) -> None:
+    """Open and close a TCP connection to ``host:port`` within ``timeout`` seconds in all, name resolution
+    included (``getaddrinfo`` has no timeout of its own: it runs in a daemon thread)."""
+    deadline = time.monotonic() + timeout
+    found: list[list[tuple]] = []
+    failed: list[OSError] = []
+
+    def resolve() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=resolve, name="mmfuse-ray-resolve", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if failed:
+        raise failed[0]
+    if not found:
+        raise TimeoutError(f"{host}: no answer within {timeout:g} s")
+    error: OSError = ConnectionRefusedError()
+    for family, kind, proto, _, where in found[0]:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{host}: no answer within {timeout:g} s")
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(left)
+            try:
+                sock.connect(where)
+                return
+            except OSError as exc:
+                error = exc
+    raise error
 
 
 def pool_size(
@@ -180,4 +282,4 @@ def _dispatch(ray, todo, checkpoint, config, options, engine, emit, on_warning) 
     return None
 
 
-__all__ = ["FuseWorker", "RayEngine", "pool_size"]
+__all__ = ["CONNECT_TIMEOUT", "FuseWorker", "RayEngine", "check_reachable", "pool_size"]

@@ -2,6 +2,11 @@
 layout, the fp32 retry), the runtime backend (OpenVINO / ONNX Runtime, :mod:`mmfuse_cli.engine.runtimes`), and
 which one ``backend="auto"`` picks (the registry is :mod:`mmfuse_cli.engine.backends`).
 
+On the CPU, ``auto`` tries the installed backends fastest first and uses the first that can be built: a runtime
+whose export cache cannot be written (:class:`~mmfuse_cli.engine.export.ExportCacheError`) or whose module fails
+to import is skipped, and the backend built says why in its one-line ``fallback_note``. A backend named
+explicitly is built or fails.
+
 A backend turns one batch of observations into a :class:`~mmfuse_cli.sampling.sampler.SampleOutput`. Every
 backend drives the same :func:`~mmfuse_cli.sampling.sampler.sample` loop (observation correction included, in
 torch); only the network call differs.
@@ -15,6 +20,7 @@ import torch
 
 from mmfuse_cli.engine.backends import AUTO, BACKENDS, installed_backends
 from mmfuse_cli.engine.config import FuseConfig
+from mmfuse_cli.engine.export import ExportCacheError
 from mmfuse_cli.engine.runtimes import runtime_denoiser
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.model.network import FusionModel
@@ -29,11 +35,13 @@ class NonFiniteOutputError(ValueError):
 
 class Backend(Protocol):
     """What :class:`~mmfuse_cli.engine.fuser.Fuser` drives: ``name``, ``steps``, ``model`` (the model on its
-    device) and ``sample(oa, ob)``."""
+    device), ``fallback_note`` (why ``auto`` did not get a faster backend, one line; ``None``: it did) and
+    ``sample(oa, ob)``."""
 
     name: str
     steps: int
     model: FusionModel
+    fallback_note: str | None
 
     def sample(self, oa: ObservationBatch, ob: ObservationBatch) -> SampleOutput: ...
 
@@ -61,6 +69,7 @@ class SamplingBackend:
 
     name: str
     precision: str
+    fallback_note: str | None = None
 
     def __init__(self, model: FusionModel, device: torch.device, config: FuseConfig, network: Denoiser):
         self.device = device
@@ -145,11 +154,47 @@ class TorchBackend(SamplingBackend):
 
 
 def make_backend(model: FusionModel, device: torch.device, config: FuseConfig) -> Backend:
-    """The backend ``config.backend`` names (resolved by :func:`pick_backend`) for ``model`` on ``device``."""
+    """The backend ``config.backend`` names (resolved by :func:`pick_backend`) for ``model`` on ``device``;
+    ``auto`` on the CPU is the fastest installed one that can be built (see the module docstring).
+
+    Raises:
+        InvalidValueError: (field ``backend`` or ``precision``) the backend cannot run this configuration here.
+        ExportCacheError: a runtime named explicitly needs its export built and the cache cannot be written.
+    """
+    if config.backend == AUTO and device.type == "cpu":
+        return _first_that_builds(model, config)
     name = pick_backend(config.backend, device)
     if name == "torch":
         return TorchBackend(model, device, config)
     return RuntimeBackend(name, model, config)
+
+
+def _first_that_builds(model: FusionModel, config: FuseConfig) -> Backend:
+    """``auto`` on the CPU: the installed backends fastest first (torch last, always there); the one built
+    records in its ``fallback_note`` why the faster ones were skipped."""
+    skipped: list[tuple[str, str]] = []
+    for name in installed_backends():
+        try:
+            backend: Backend = (
+                TorchBackend(model, torch.device("cpu"), config)
+                if name == "torch"
+                else RuntimeBackend(name, model, config)
+            )
+        except (ExportCacheError, ImportError) as exc:
+            skipped.append((name, (str(exc).strip().splitlines() or [type(exc).__name__])[0]))
+            continue
+        if skipped:
+            backend.fallback_note = _fallback_note(backend.name, skipped)
+        return backend
+    raise InvalidValueError("backend", "no backend can run here")  # not reached: torch always builds
+
+
+def _fallback_note(used: str, skipped: list[tuple[str, str]]) -> str:
+    """``backend auto: using torch, not openvino or onnxruntime: REASON`` (one reason per backend if they differ)."""
+    reasons = {reason for _, reason in skipped}
+    if len(reasons) == 1:
+        return f"backend auto: using {used}, not {' or '.join(n for n, _ in skipped)}: {reasons.pop()}"
+    return f"backend auto: using {used}, not " + " or ".join(f"{n} ({reason})" for n, reason in skipped)
 
 
 __all__ = [

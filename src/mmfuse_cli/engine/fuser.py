@@ -79,6 +79,12 @@ class Fuser:
         """Sampler steps T used."""
         return self.backend.steps
 
+    @property
+    def fallback_note(self) -> str | None:
+        """Why ``backend="auto"`` runs on a slower backend than the fastest installed (one line, naming the
+        cause, e.g. an unwritable export cache folder), or ``None``; a caller shows it as a warning."""
+        return getattr(self.backend, "fallback_note", None)
+
     def tile_for(self, grid: tuple[int, int], batch: int) -> int | None:
         """The tile size used for ``batch`` pairs on output grid ``grid``: ``config.tile`` if set, else what
         ``config.max_memory`` allows (:func:`~mmfuse_cli.engine.memory.auto_tile`; ``None`` = whole image)."""
