@@ -51,13 +51,17 @@ def pair(tmp_path_factory):
     return root / "a", root / "b"
 
 
-def _run(pair, out, checkpoint, cache, backend, timeout=HANG):
+def _run(pair, out, checkpoint, cache, backend, timeout=HANG, quiet=True):
     """The real CLI on the pair with MMFUSE_CACHE=cache: (completed process, wall seconds)."""
     env = {**os.environ, "MMFUSE_CACHE": str(cache)}
     args = [*CLI, "run", str(pair[0]), str(pair[1]), "-o", str(out), "--model", str(checkpoint)]
     start = time.monotonic()
     done = subprocess.run(
-        [*args, "--backend", backend, "-q"], capture_output=True, text=True, timeout=timeout, env=env
+        [*args, "--backend", backend, *(["-q"] if quiet else [])],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
     return done, time.monotonic() - start
 
@@ -210,9 +214,11 @@ def test_an_unwritable_cache_with_auto_falls_back_to_the_next_backend_with_one_n
 def test_an_unwritable_cache_with_auto_still_writes_the_output(tmp_path, pair, checkpoint):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    done, _ = _run(pair, tmp_path / "out", checkpoint, blocker / "cache", "auto")
+    done, _ = _run(pair, tmp_path / "out", checkpoint, blocker / "cache", "auto", quiet=False)
     assert done.returncode == 0, done.stderr
     assert list(_outputs(tmp_path / "out"))
+    notes = [line for line in done.stderr.splitlines() if "backend auto: using" in line]
+    assert len(notes) == 1 and notes[0].startswith("warning:"), done.stderr
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mmfuse_cli"
 LAYERS = {
     "errors": -1,  # the typed error, imported by the other base modules
     "__init__": 0, "tasks": 0, "files": 0, "limits": 0, "small_files": 0, "locks": 0,
-    "io": 1,
+    "io": 1, "volume_io": 1,
     "pairing": 2, "device": 2, "report": 2, "results": 2, "metrics": 2, "degradation": 2,
     "sampling": 3,
     "model": 4,

@@ -1,6 +1,9 @@
 """How pairs are matched: two folders joined by file stem (extensions may differ).
 
-A pair key is the path relative to its folder without the extension, e.g. ``scene/0001`` when recursive.
+A pair key is the path relative to its folder without the extension, e.g. ``scene/0001`` when recursive. With
+``volumes`` (``mmfuse run``), medical volumes pair the same way: a NIfTI file by its name without ``.nii.gz`` /
+``.nii``, a DICOM series (a sub-folder holding DICOM files) by its folder name; a series folder is a leaf, never
+searched for images.
 Everything that does not pair cleanly is reported, never silently dropped: files present on one side only,
 and keys that are ambiguous because two files share a stem (``0001.png`` and ``0001.jpg``).
 """
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmfuse_cli.io import is_image_file
+from mmfuse_cli.volume_io import is_dicom_series, is_nifti_path, volume_stem
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,47 @@ def list_images(folder: Path, recursive: bool = False, exclude: Path | None = No
     return sorted(found)
 
 
+def list_volumes(folder: Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
+    """NIfTI files and DICOM series folders in ``folder`` (sorted; sub-folders searched when ``recursive``, a
+    series folder never); skipped as :func:`list_images` skips them."""
+    folder = Path(folder)
+    skip = _inside(Path(exclude), folder) if exclude is not None else None
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: not a directory")
+    found: list[Path] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        for entry in sorted(current.iterdir()):
+            parts = entry.relative_to(folder).parts
+            if entry.name.startswith(".") or _is_report_thumb(parts):
+                continue
+            if skip is not None and entry.resolve().is_relative_to(skip):
+                continue
+            if entry.is_dir():
+                if is_dicom_series(entry):
+                    found.append(entry)
+                elif recursive:
+                    pending.append(entry)
+            elif entry.is_file() and is_nifti_path(entry):
+                found.append(entry)
+    return sorted(found)
+
+
+def input_key(path: Path, folder: Path) -> str:
+    """The pair key of ``path`` in ``folder``: its relative path without the extension (without ``.nii.gz`` for
+    a NIfTI file; a series folder's whole name)."""
+    relative = Path(path).relative_to(folder)
+    if is_nifti_path(path) or Path(path).is_dir():
+        return (relative.parent / volume_stem(path)).as_posix()
+    return relative.with_suffix("").as_posix()
+
+
+def input_stem(path: Path) -> str:
+    """The name a single input pairs by (a pairs file's line, two files given): :func:`input_key` in its folder."""
+    return volume_stem(path) if is_nifti_path(path) or Path(path).is_dir() else Path(path).stem
+
+
 def _inside(exclude: Path, folder: Path) -> Path | None:
     """``exclude`` resolved when it lies strictly inside ``folder`` (a run's output in its input), else None."""
     skip, top = exclude.resolve(), folder.resolve()
@@ -79,26 +124,34 @@ def _inside(exclude: Path, folder: Path) -> Path | None:
 
 
 def index_by_key(
-    folder: Path, recursive: bool = False, exclude: Path | None = None
+    folder: Path, recursive: bool = False, exclude: Path | None = None, volumes: bool = False
 ) -> tuple[dict[str, Path], dict[str, list[Path]]]:
-    """Map pair key -> file, plus the keys that more than one file claims (``exclude``: see :func:`list_images`)."""
+    """Map pair key -> file, plus the keys that more than one file claims (``exclude``: see :func:`list_images`;
+    ``volumes``: NIfTI files and DICOM series too, :func:`list_volumes`)."""
     seen: dict[str, list[Path]] = {}
-    for path in list_images(folder, recursive, exclude):
-        key = path.relative_to(folder).with_suffix("").as_posix()
-        seen.setdefault(key, []).append(path)
+    paths = list_images(folder, recursive, exclude)
+    if volumes:
+        found = list_volumes(folder, recursive, exclude)
+        series = [p for p in found if p.is_dir()]
+        paths = [p for p in paths if not any(p.is_relative_to(s) for s in series)] + found
+    for path in paths:
+        seen.setdefault(input_key(path, folder), []).append(path)
     unique = {k: v[0] for k, v in seen.items() if len(v) == 1}
     dupes = {k: v for k, v in seen.items() if len(v) > 1}
     return unique, dupes
 
 
-def pair_folders(a_dir: Path, b_dir: Path, recursive: bool = False, exclude: Path | None = None) -> Pairing:
-    """Match the images of two folders by key (relative path without extension); nothing under ``exclude``.
+def pair_folders(
+    a_dir: Path, b_dir: Path, recursive: bool = False, exclude: Path | None = None, volumes: bool = False
+) -> Pairing:
+    """Match the images (with ``volumes``, NIfTI files and DICOM series too) of two folders by key (relative path
+    without extension); nothing under ``exclude``.
 
     Raises:
         NotADirectoryError: either folder is missing.
     """
-    a_index, a_dupes = index_by_key(Path(a_dir), recursive, exclude)
-    b_index, b_dupes = index_by_key(Path(b_dir), recursive, exclude)
+    a_index, a_dupes = index_by_key(Path(a_dir), recursive, exclude, volumes)
+    b_index, b_dupes = index_by_key(Path(b_dir), recursive, exclude, volumes)
     result = Pairing()
     for key, paths in {**a_dupes, **b_dupes}.items():
         result.ambiguous[key] = sorted(set(paths + a_dupes.get(key, []) + b_dupes.get(key, [])))
@@ -118,7 +171,7 @@ def pair_folders(a_dir: Path, b_dir: Path, recursive: bool = False, exclude: Pat
 def parse_pair_lines(lines, base: Path | None = None) -> list[Pair]:
     """Pairs from ``a_path<TAB>b_path`` lines (e.g. stdin). Blank lines and ``#`` comments are skipped.
 
-    The key is the stem of the first path. A stem seen before gets the first numeric suffix (``x_1``, ``x_2``...)
+    The key is the stem of the first path (:func:`input_stem`: a NIfTI file's without ``.nii.gz``). A stem seen before gets the first numeric suffix (``x_1``, ``x_2``...)
     that is neither another line's own stem nor an earlier key, so keys (and the output names made from them)
     are unique by construction, and a real ``x_1`` keeps its name.
 
@@ -135,14 +188,15 @@ def parse_pair_lines(lines, base: Path | None = None) -> list[Pair]:
             raise ValueError(f"pair list line {number}: expected 'a_path<TAB>b_path', got {line!r}")
         a, b = (Path(f.strip()) for f in fields)
         paths.append((base / a, base / b) if base is not None else (a, b))
-    stems = {a.stem for a, _ in paths}
+    stems = {input_stem(a) for a, _ in paths}
     taken: set[str] = set()
     pairs: list[Pair] = []
     for a, b in paths:
-        key, suffix = a.stem, 0
+        stem = input_stem(a)
+        key, suffix = stem, 0
         while key in taken or (suffix and key in stems):
             suffix += 1
-            key = f"{a.stem}_{suffix}"
+            key = f"{stem}_{suffix}"
         taken.add(key)
         pairs.append(Pair(key, a, b))
     return pairs

@@ -15,9 +15,12 @@ from pathlib import Path
 
 from mmfuse_cli.batch.engines import EngineOptions
 from mmfuse_cli.batch.stages import RunOptions
+from mmfuse_cli.batch.volumes import VOLUME_DTYPES
 from mmfuse_cli.engine.config import FuseConfig
-from mmfuse_cli.pairing import Pair, pair_folders, parse_pair_lines
+from mmfuse_cli.errors import InvalidValueError
+from mmfuse_cli.pairing import Pair, input_stem, pair_folders, parse_pair_lines
 from mmfuse_cli.tasks import Task, check_task
+from mmfuse_cli.volume_io import is_dicom_series
 
 STDIN = "-"
 
@@ -25,7 +28,8 @@ STDIN = "-"
 @dataclass(frozen=True)
 class PairSource:
     """Where a run's pairs come from: two folders paired by file stem (``recursive``: sub-folders too, keeping
-    the tree), or a file of ``a_path<TAB>b_path`` lines (:data:`STDIN`: standard input).
+    the tree; images, NIfTI files and DICOM series folders), two files or DICOM series folders (one pair, keyed
+    by a's stem), or a file of ``a_path<TAB>b_path`` lines (:data:`STDIN`: standard input).
 
     Raises:
         ValueError: both or neither given.
@@ -44,9 +48,21 @@ class PairSource:
             raise ValueError("need two folders (A_DIR B_DIR) or --pairs FILE|-")
 
     @property
+    def single(self) -> bool:
+        """Two inputs that are one pair: files, or DICOM series folders (not folders of inputs)."""
+        return any(p is not None and (p.is_file() or is_dicom_series(p)) for p in (self.a_dir, self.b_dir))
+
+    @property
     def folders(self) -> tuple[Path, ...]:
-        """The input folders (none for a pairs file): their sidecars are checked before any pair."""
-        return tuple(f for f in (self.a_dir, self.b_dir) if f is not None)
+        """The folders whose sidecars are checked before any pair: the two input folders (the folders holding
+        them, for two files or series; none for a pairs file)."""
+        inputs = tuple(f for f in (self.a_dir, self.b_dir) if f is not None)
+        return tuple(f.parent for f in inputs) if self.single else inputs
+
+    @property
+    def paired_folders(self) -> tuple[Path, ...]:
+        """The two folders paired by stem (none for two files or series, or a pairs file)."""
+        return () if self.single else self.folders
 
     def collect(self, exclude: Path | None = None) -> tuple[list[Pair], list[tuple[str, str]]]:
         """The pairs, and the files that have no partner (key, reason); nothing under ``exclude`` (the run's output
@@ -61,10 +77,24 @@ class PairSource:
             with open(self.pairs_file, encoding="utf-8", errors="surrogateescape") as handle:
                 return parse_pair_lines(handle), []
         assert self.a_dir is not None and self.b_dir is not None  # __post_init__
-        pairing = pair_folders(self.a_dir, self.b_dir, self.recursive, exclude)
+        if self.single:
+            return [self._single_pair()], []
+        pairing = pair_folders(self.a_dir, self.b_dir, self.recursive, exclude, volumes=True)
         if not pairing.pairs and not pairing.problems():
-            raise ValueError(f"no images found in {self.a_dir} and {self.b_dir}")
+            raise ValueError(f"no images or volumes found in {self.a_dir} and {self.b_dir}")
         return pairing.pairs, pairing.problems()
+
+    def _single_pair(self) -> Pair:
+        """The one pair of two files or series; a folder of inputs beside one is refused."""
+        a, b = self.a_dir, self.b_dir
+        assert a is not None and b is not None
+        for path, other in ((a, b), (b, a)):
+            if not (path.is_file() or is_dicom_series(path)):
+                what = "a folder of inputs" if path.is_dir() else "missing"
+                raise ValueError(
+                    f"{path} is {what} but {other} is one input: give two files (or series) or two folders"
+                )
+        return Pair(input_stem(a), a, b)
 
 
 @dataclass(frozen=True)
@@ -82,9 +112,11 @@ class RunJob:
         html_report: also write the HTML report in ``OUTPUT/report``.
         json_lines: one JSON object per pair on stdout.
         download_progress: show a progress bar when a checkpoint is downloaded.
+        volume_dtype: how fused volumes are stored: ``float32`` (in [0, 1]) or ``b`` (b's stored dtype, in b's
+            units through its intensity window).
 
     Raises:
-        InvalidValueError: (``task``) an unknown task.
+        InvalidValueError: (``task``) an unknown task; (``volume_dtype``) not ``float32`` or ``b``.
     """
 
     pairs: PairSource
@@ -97,10 +129,15 @@ class RunJob:
     html_report: bool = False
     json_lines: bool = False
     download_progress: bool = True
+    volume_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.task is not None:
             check_task(self.task)
+        if self.volume_dtype not in VOLUME_DTYPES:
+            raise InvalidValueError(
+                "volume_dtype", f"must be one of {', '.join(VOLUME_DTYPES)}, got {self.volume_dtype!r}"
+            )
 
     @property
     def csv_file(self) -> Path:

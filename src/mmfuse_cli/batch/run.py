@@ -5,6 +5,11 @@ Order: collect the pairs; resolve and load the checkpoint (the task is the check
 job's); make the run's resolver and check the input folders' sidecars (a malformed one stops the run before any
 pair); build the engine from the registry; then the driver runs the pairs, every row goes to run.csv (and stdout
 with ``json_lines``), and the HTML report is written when asked.
+
+Volume pairs (NIfTI files, DICOM series: :mod:`mmfuse_cli.batch.volumes`) are checked for the medical extra
+before any work, and fused after the image pairs, one at a time, in this process, through the local engine's
+:class:`~mmfuse_cli.engine.fuser.Fuser` (a Fuser of the run's model when the engine has none); their rows join
+the others in input order.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmfuse_cli.batch.driver import drive
-from mmfuse_cli.batch.engines import EngineContext, make_engine
+from mmfuse_cli.batch.driver import drive, in_input_order
+from mmfuse_cli.batch.engines import Engine, EngineContext, make_engine
 from mmfuse_cli.batch.job import RunJob
-from mmfuse_cli.batch.stages import make_resolver, output_path
+from mmfuse_cli.batch.stages import RunOptions, make_resolver, output_path
+from mmfuse_cli.batch.volumes import is_volume_pair, run_volume_pairs, volume_output_path
+from mmfuse_cli.degradation.resolve import DegradationResolver
+from mmfuse_cli.engine.fuser import Fuser
 from mmfuse_cli.errors import InvalidValueError
 from mmfuse_cli.files import writes_in_place
 from mmfuse_cli.locks import exclusive
@@ -31,6 +39,7 @@ from mmfuse_cli.report.build import REPORT_DIR, ReportResult, prepare_report, wr
 from mmfuse_cli.report.page_data import ReportError
 from mmfuse_cli.results.rows import EXIT_ITEMS_FAILED, ItemResult, RowSink, exit_code, read_rows
 from mmfuse_cli.tasks import DEFAULT_TASK, Task
+from mmfuse_cli.volume_io import require_medical
 from mmfuse_cli.weights.resolve import resolve_checkpoint
 
 
@@ -97,7 +106,8 @@ def run(job: RunJob, events: RunEvents | None = None) -> RunSummary:
     Interrupted (SIGINT, or SIGTERM in the main thread), run.csv is written with the pairs finished so far before
     ``KeyboardInterrupt`` propagates.
 
-    Raises (before any pair is fused, nothing written): ValueError (no pairs, bad input), InvalidValueError (an
+    Raises (before any pair is fused, nothing written): ValueError (no pairs, bad input; volume inputs without
+    the medical extra: :class:`~mmfuse_cli.volume_io.MedicalDependencyError`), InvalidValueError (an
     output that would overwrite an input or another output, a value the backend cannot use: naming its field),
     OSError (an unreadable pairs file), WeightsError / CheckpointError (the checkpoint), ResolveError (a malformed
     folder sidecar), EngineError (the engine cannot run), LockedError (another run is writing the same run.csv).
@@ -105,17 +115,23 @@ def run(job: RunJob, events: RunEvents | None = None) -> RunSummary:
     events = events or RunEvents()
     pairs, unpaired = job.pairs.collect(exclude=job.options.output_dir)
     check_outputs(job, pairs)
+    volumes = [pair for pair in pairs if is_volume_pair(pair)]
+    require_medical([path for pair in volumes for path in (pair.a, pair.b)])
     checkpoint, model = load_model(job)
     resolver = make_resolver(job.options, events.on_warning, model.config.task)
     for folder in job.pairs.folders:
         resolver.check_folder(folder)
-    engine = make_engine(
-        EngineContext(checkpoint, model, job.fuse, job.options, job.engine, resolver, events.on_warning)
-    )
+    context = EngineContext(checkpoint, model, job.fuse, job.options, job.engine, resolver, events.on_warning)
+    engine = make_engine(context) if len(volumes) < len(pairs) else None
+    fuser = (getattr(engine, "fuser", None) or Fuser(model, job.fuse)) if volumes else None
+    note = getattr(fuser or getattr(engine, "fuser", None), "fallback_note", None)
+    if note and events.on_warning:  # `auto` passed over a backend (an unwritable export cache): said once
+        events.on_warning(note)
     job.options.output_dir.mkdir(parents=True, exist_ok=True)
     with _table_lock(job.csv_file):
         previous = read_rows(job.csv_file) if job.options.skip_existing else {}
-        results, sink = _fuse(job, events, engine, pairs, unpaired, model.config.task, previous)
+        work = _Work(engine, fuser, resolver, pairs, volumes)
+        results, sink = _fuse(job, events, work, unpaired, model.config.task, previous)
         summary = RunSummary(model.config.task, results, job.csv_file)
         summary.csv_error = _write_rows(sink, [_row(r, previous) for r in results])
     if job.html_report and summary.csv_error is None:
@@ -133,7 +149,7 @@ def check_outputs(job: RunJob, pairs: list[Pair]) -> None:
     """
     options = job.options
     out = options.output_dir.resolve()
-    for folder in job.pairs.folders:
+    for folder in job.pairs.paired_folders:
         if folder.resolve() == out:
             raise InvalidValueError(
                 "output", f"must not be the input folder {folder}: the outputs would overwrite the inputs"
@@ -143,7 +159,8 @@ def check_outputs(job: RunJob, pairs: list[Pair]) -> None:
     written: dict[Path, str] = {}
     for pair in pairs:
         for kind in kinds:
-            target = output_path(options, pair.key, kind).resolve()
+            where = volume_output_path(options, pair, kind) if is_volume_pair(pair) else None
+            target = (where or output_path(options, pair.key, kind)).resolve()
             what = f"pair {pair.key!r}'s " + ("fused image" if kind == "fused" else f"restored source {kind}")
             if target in inputs:
                 raise InvalidValueError(
@@ -154,7 +171,41 @@ def check_outputs(job: RunJob, pairs: list[Pair]) -> None:
             written[target] = what
 
 
-def _fuse(job, events, engine, pairs, unpaired, task, previous) -> tuple[list[ItemResult], RowSink]:
+@dataclass(frozen=True)
+class _Work:
+    """What fuses a run's pairs: the engine (``None`` without image pairs), the Fuser of the volume pairs
+    (``None`` without them), the run's resolver, all pairs and the volume pairs among them."""
+
+    engine: Engine | None
+    fuser: Fuser | None
+    resolver: DegradationResolver
+    pairs: list[Pair]
+    volumes: list[Pair]
+
+    def run(
+        self, options: RunOptions, on_result: Callable[[ItemResult], None], volume_dtype: str, on_warning
+    ):
+        """Image pairs through the engine, then volume pairs; one result per pair, in input order."""
+        volumes = set(self.volumes)
+        images = [pair for pair in self.pairs if pair not in volumes]
+        results = drive(images, self.engine, options, on_result) if self.engine is not None else []
+        if self.volumes:
+            assert self.fuser is not None
+            if not any(r.fatal for r in results):
+                results += run_volume_pairs(
+                    self.volumes, self.fuser, options, self.resolver, on_result, volume_dtype, on_warning
+                )
+            else:
+                for pair in self.volumes:
+                    result = ItemResult(
+                        pair.key, "failed", "not processed: run stopped after a fatal write error"
+                    )
+                    on_result(result)
+                    results.append(result)
+        return in_input_order(results, self.pairs)
+
+
+def _fuse(job, events, work: _Work, unpaired, task, previous) -> tuple[list[ItemResult], RowSink]:
     """Drive the pairs, each row to the sink as it ends; on an interrupt, write what is finished and re-raise."""
     sink = RowSink(json_stdout=job.json_lines, csv_path=job.csv_file)
 
@@ -165,12 +216,12 @@ def _fuse(job, events, engine, pairs, unpaired, task, previous) -> tuple[list[It
 
     orphans = [ItemResult(key, "failed", reason) for key, reason in unpaired]
     if events.on_start:
-        events.on_start(len(pairs), task)
+        events.on_start(len(work.pairs), task)
     for orphan in orphans:
         on_result(orphan)
     with _terminate_as_interrupt():
         try:
-            return orphans + drive(pairs, engine, job.options, on_result), sink
+            return orphans + work.run(job.options, on_result, job.volume_dtype, events.on_warning), sink
         except KeyboardInterrupt:
             _write_rows(sink, sink.rows)
             raise

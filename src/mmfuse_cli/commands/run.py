@@ -43,6 +43,7 @@ FLAGS = {
     "address": "--address",
     "actors": "--actors",
     "gpus_per_actor": "--gpus-per-actor",
+    "volume_dtype": "--volume-dtype",
 }
 
 
@@ -99,9 +100,13 @@ def _source(side: str, blur, noise, scale, grid, bits, assume_clean: bool = Fals
 
 
 def run(
-    a_dir: Optional[Path] = typer.Argument(None, help="Folder of IR / functional (CT, PET, SPECT) images."),
+    a_dir: Optional[Path] = typer.Argument(
+        None,
+        help="Folder of IR / functional (CT, PET, SPECT) images or volumes (NIfTI, DICOM series folders); or one file or series.",
+    ),
     b_dir: Optional[Path] = typer.Argument(
-        None, help="Folder of visible / MRI images (paired by file stem)."
+        None,
+        help="Folder of visible / MRI images or volumes (paired by file stem); or one file or series (its grid is the output's).",
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder for fused images and run.csv."),
     pairs_file: Optional[str] = typer.Option(
@@ -207,9 +212,17 @@ def run(
     gpus_per_actor: float = typer.Option(
         1.0, "--gpus-per-actor", help="GPUs per Ray actor on a GPU cluster (0.5: two actors per GPU)."
     ),
+    volume_dtype: str = typer.Option(
+        "float32",
+        "--volume-dtype",
+        help="Fused volumes: float32 (in [0, 1]) or b (b's stored dtype, in b's units through its intensity window).",
+    ),
     max_pixels: Optional[int] = max_pixels_option(),
 ) -> None:
-    """Restore and fuse every pair of A_DIR and B_DIR (or --pairs), writing OUT/<stem>.<format> and run.csv."""
+    """Restore and fuse every pair of A_DIR and B_DIR (or --pairs), writing OUT/<stem>.<format> and run.csv.
+
+    Volumes (NIfTI files, DICOM series folders; pip install 'mmfuse[medical]') are fused slice by slice on b's
+    grid and written as OUT/<stem>.nii.gz (.nii when b is a .nii file)."""
     console = stderr_console(quiet)
     pixel_limit = apply_max_pixels(console, max_pixels)
     try:
@@ -279,6 +292,7 @@ def _job(flags: dict) -> RunJob:
         html_report=f["html_report"],
         json_lines=f["json_out"],
         download_progress=not f["quiet"],
+        volume_dtype=f["volume_dtype"],
     )
 
 
