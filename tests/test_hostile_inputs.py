@@ -247,6 +247,19 @@ def test_noise_that_cannot_be_read_is_a_warning_on_stderr(tmp_path, checkpoint):
 # --- 16. more small cases -------------------------------------------------------------------------------------
 
 
+def test_estimate_write_sidecar_that_cannot_be_written_is_one_line(tmp_path):
+    a, _ = _pairs(tmp_path, ["x.png"])
+    (
+        a / "degradation.json"
+    ).mkdir()  # the sidecar's name is taken by a folder: the write fails, even for root
+    done = _mmfuse("estimate", a, "--write-sidecar")
+    assert (
+        done.returncode == 1
+        and b"cannot write the sidecar" in done.stderr
+        and b"Traceback" not in done.stderr
+    )
+
+
 def test_estimate_write_sidecar_into_an_unwritable_folder_is_one_line(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
