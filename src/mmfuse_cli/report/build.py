@@ -28,6 +28,7 @@ from mmfuse_cli.files import atomic_write_text
 from mmfuse_cli.io import is_image_file
 from mmfuse_cli.report.html import render_page
 from mmfuse_cli.report.page_data import ReportError, Table, build_page_data, read_table
+from mmfuse_cli.report.planes import is_volume_source, planes_label
 from mmfuse_cli.report.thumbs import make_thumb
 from mmfuse_cli.small_files import read_small_file
 
@@ -132,7 +133,8 @@ def load_table(run_dir: Path | None, table_path: Path | None) -> Table:
 
 
 def _existing(*candidates: Path | None) -> Path | None:
-    return next((c for c in candidates if c is not None and c.is_file()), None)
+    """The first candidate that is a file, or a DICOM series folder (a volume source)."""
+    return next((c for c in candidates if c is not None and (c.is_file() or is_volume_source(c))), None)
 
 
 def row_files(row: Mapping[str, str], run_dir: Path | None) -> dict[str, Path | None]:
@@ -140,7 +142,7 @@ def row_files(row: Mapping[str, str], run_dir: Path | None) -> dict[str, Path | 
     row has no reason to have are left out)."""
     out: dict[str, Path | None] = {}
     output, item = row.get("output", ""), row.get("item", "")
-    suffix = Path(output).suffix if output else ""
+    suffix = (".nii.gz" if output.lower().endswith(".nii.gz") else Path(output).suffix) if output else ""
     for side in ("a", "b"):
         if row.get(side):
             out[side] = _existing(Path(row[side]), run_dir / row[side] if run_dir else None)
@@ -346,7 +348,7 @@ def write_report(
                 "thumb": f"{THUMBS_DIR}/{name}" if name else None,
                 "full": file_url(path, report_dir),
                 "name": path.name,
-            }
+            } | ({"planes": planes_label(role)} if is_volume_source(path) else {})
         return out
 
     default_title = str(run_dir) if run_dir is not None else str(prepared.table_path)

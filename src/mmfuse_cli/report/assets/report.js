@@ -52,8 +52,10 @@
     var box = el("span", { class: "thumb" });
     if (img === undefined) return box;
     if (img === null) { box.appendChild(el("span", { class: "missing", text: ROLE_LABEL[role] + " missing" })); return box; }
-    var link = el("a", { href: img.full, target: "_blank", title: img.name + " (" + ROLE_LABEL[role] + ", full size)" });
-    if (img.thumb) link.appendChild(el("img", { src: img.thumb, alt: ROLE_LABEL[role] + " " + img.name, loading: "lazy", decoding: "async" }));
+    var what = img.planes ? ROLE_LABEL[role] + ", volume: " + img.planes : ROLE_LABEL[role] + ", full size";
+    var link = el("a", { href: img.full, target: "_blank", title: img.name + " (" + what + ")" });
+    if (img.planes) box.classList.add("planes");
+    if (img.thumb) link.appendChild(el("img", { src: img.thumb, alt: ROLE_LABEL[role] + " " + img.name + (img.planes ? " (" + img.planes + ")" : ""), loading: "lazy", decoding: "async" }));
     else link.appendChild(el("span", { class: "missing", text: "no preview (cannot decode)" }));
     box.appendChild(link);
     if (big) box.classList.add("big");
