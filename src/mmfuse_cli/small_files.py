@@ -33,7 +33,7 @@ def read_small_file(path: Path, limit: int = MAX_SMALL_FILE) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise SmallFileError(f"{path}: not a regular file ({_kind(info.st_mode)})")
+            raise SmallFileError(f"{path}: not a regular file ({file_kind(info.st_mode)})")
         if info.st_size > limit:
             raise SmallFileError(f"{path}: {info.st_size} bytes, larger than the {limit}-byte limit")
         chunks, size = [], 0
@@ -50,17 +50,19 @@ def read_small_file(path: Path, limit: int = MAX_SMALL_FILE) -> bytes:
         os.close(fd)
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a ``stat`` mode says a path is, for a message: ``a FIFO``, ``a symbolic link`` (from ``lstat``)..."""
     for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
         (stat.S_ISFIFO, "a FIFO"),
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
         (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISDIR, "a directory"),
     ):
         if test(mode):
             return name
     return "not a plain file"
 
 
-__all__ = ["MAX_SMALL_FILE", "SmallFileError", "read_small_file"]
+__all__ = ["MAX_SMALL_FILE", "SmallFileError", "file_kind", "read_small_file"]

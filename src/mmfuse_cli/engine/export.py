@@ -45,7 +45,7 @@ from torch import nn
 
 from mmfuse_cli.files import atomic_write_bytes, atomic_write_text
 from mmfuse_cli.model.network import FusionUNet
-from mmfuse_cli.small_files import read_small_file
+from mmfuse_cli.small_files import file_kind, read_small_file
 
 logger = logging.getLogger("mmfuse.export")
 
@@ -247,7 +247,7 @@ def _check_file(path: Path, size: int, digest: str) -> str | None:
     try:
         info = os.lstat(path)
         if not stat.S_ISREG(info.st_mode):
-            return f"has {path.name}, which is {_kind(info.st_mode)}, not a regular file"
+            return f"has {path.name}, which is {file_kind(info.st_mode)}, not a regular file"
         if info.st_size != size:
             return f"has {path.name} of {info.st_size} bytes, not the {size} recorded"
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -272,20 +272,6 @@ def _check_file(path: Path, size: int, digest: str) -> str | None:
     if read != size or hashed.hexdigest() != digest:
         return f"has {path.name}, which does not match its record"
     return None
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISLNK, "a symbolic link"),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a plain file"
 
 
 def _set_aside(path: Path, want_folder: bool = False) -> None:
